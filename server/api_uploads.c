@@ -1,0 +1,330 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/http.h"
+#include "server/httpparse.h"
+#include "server/log.h"
+
+static void upload_location(const struct request *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "/v2/%s/blobs/uploads/%s", r->name, r->upload_id);
+}
+
+/* Location, Range and Docker-Upload-UUID of the session, on any response. */
+static void session_headers(struct request *r, struct MHD_Response *resp, uint64_t offset)
+{
+    char loc[NAME_MAX_LEN + 64], range[48];
+    upload_location(r, loc, sizeof(loc));
+    snprintf(range, sizeof(range), "0-%" PRIu64, offset > 0 ? offset - 1 : 0);
+    resp_header(resp, "Location", loc);
+    resp_header(resp, "Range", range);
+    resp_header(resp, "Docker-Upload-UUID", r->upload_id);
+}
+
+static enum MHD_Result reply_session(struct request *r, unsigned status, uint64_t offset)
+{
+    struct MHD_Response *resp = resp_empty();
+    if (resp != NULL)
+        session_headers(r, resp, offset);
+    return reply(r, status, resp);
+}
+
+/* 416 with the session's current state, so the client can resume. */
+static enum MHD_Result reply_range_error(struct request *r, uint64_t offset, const char *detail)
+{
+    struct MHD_Response *resp = resp_error(r, API_RANGE_INVALID, detail);
+    if (resp != NULL)
+        session_headers(r, resp, offset);
+    return reply(r, api_err_status(API_RANGE_INVALID), resp);
+}
+
+static enum MHD_Result reply_blob_created(struct request *r, const struct digest *d)
+{
+    char loc[NAME_MAX_LEN + DIGEST_STR_MAX + 16];
+    snprintf(loc, sizeof(loc), "/v2/%s/blobs/%s", r->name, d->str);
+    struct MHD_Response *resp = resp_empty();
+    if (resp != NULL) {
+        resp_header(resp, "Location", loc);
+        resp_header(resp, "Docker-Content-Digest", d->str);
+    }
+    r->succeeded = true;
+    return reply(r, MHD_HTTP_CREATED, resp);
+}
+
+static enum store_err body_write(struct request *r, const char *data, size_t len)
+{
+    enum store_err rc = upload_write(r->up, data, len);
+    if (rc == STORE_OK)
+        upload_writeback(r->up);
+    return rc;
+}
+
+/* Ends this request's use of the session: kept for the next chunk, or closed. */
+static void release(struct request *r, bool keep)
+{
+    upload_cache_release(r->srv->uploads, r->up, keep);
+    r->up = NULL;
+}
+
+/* Drops the session for good: data file, index record, cached handle. */
+static void discard_session(struct request *r)
+{
+    enum store_err rc = upload_remove(r->srv->bs, r->upload_id);
+    if (rc != STORE_OK)
+        log_warn("upload %s: cannot remove data: %s", r->upload_id, store_strerror(rc));
+    release(r, false);
+    if (!r->monolithic) {
+        rc = index_upload_del(r->srv->idx, r->upload_id);
+        if (rc != STORE_OK && rc != STORE_ENOENT)
+            log_warn("upload %s: cannot remove record: %s", r->upload_id, store_strerror(rc));
+    }
+}
+
+/* After the body: a body write failure or a chunk shorter than its Content-Range. */
+static enum MHD_Result check_body(struct request *r, bool *failed)
+{
+    *failed = true;
+    if (r->body_err != STORE_OK) {
+        enum store_err e = r->body_err;
+        if (!r->monolithic)
+            (void)upload_rollback(r->up);
+        return reply_store_error(r, e, "upload write");
+    }
+    if (r->has_range && r->received != r->range_end - r->range_start + 1) {
+        (void)upload_rollback(r->up);
+        return reply_range_error(r, upload_offset(r->up),
+                                 "chunk length does not match Content-Range");
+    }
+    *failed = false;
+    return MHD_YES;
+}
+
+static enum MHD_Result patch_done(struct request *r)
+{
+    bool failed;
+    enum MHD_Result ret = check_body(r, &failed);
+    if (failed) {
+        release(r, true);
+        return ret;
+    }
+    uint64_t offset = upload_offset(r->up);
+    release(r, true);
+    r->succeeded = true;
+    return reply_session(r, MHD_HTTP_ACCEPTED, offset);
+}
+
+static enum MHD_Result put_done(struct request *r)
+{
+    bool failed;
+    enum MHD_Result ret = check_body(r, &failed);
+    if (failed) {
+        if (r->monolithic)
+            discard_session(r);
+        else
+            release(r, true);
+        return ret;
+    }
+    enum store_err rc = upload_commit(r->up, &r->put_digest);
+    if (rc == STORE_EDIGEST) {
+        discard_session(r);
+        return reply_error(r, API_DIGEST_INVALID, "digest does not match the uploaded content");
+    }
+    if (rc != STORE_OK) {
+        if (r->monolithic)
+            discard_session(r);
+        else
+            release(r, true);
+        return reply_store_error(r, rc, "blob commit");
+    }
+    uint64_t size = upload_offset(r->up);
+    release(r, false);
+    rc = index_blob_link(r->srv->idx, r->name, &r->put_digest, &size, NULL);
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "blob link");
+    if (!r->monolithic) {
+        rc = index_upload_del(r->srv->idx, r->upload_id);
+        if (rc != STORE_OK && rc != STORE_ENOENT)
+            log_warn("upload %s: cannot remove record: %s", r->upload_id, store_strerror(rc));
+    }
+    return reply_blob_created(r, &r->put_digest);
+}
+
+static enum MHD_Result post_done(struct request *r)
+{
+    uint64_t offset = upload_offset(r->up);
+    release(r, true);
+    r->succeeded = true;
+    return reply_session(r, MHD_HTTP_ACCEPTED, offset);
+}
+
+/* Content-Range and Content-Length of a chunk, checked against the session offset. */
+static enum MHD_Result check_chunk_headers(struct request *r, bool *failed)
+{
+    *failed = true;
+    const char *cl = req_header(r, "Content-Length");
+    if (cl != NULL) {
+        if (!parse_u64(cl, strlen(cl), &r->length))
+            return reply_error(r, API_SIZE_INVALID, "invalid Content-Length");
+        r->has_length = true;
+    }
+    const char *cr = req_header(r, "Content-Range");
+    if (cr != NULL) {
+        uint64_t offset = upload_offset(r->up);
+        if (!parse_content_range(cr, &r->range_start, &r->range_end))
+            return reply_range_error(r, offset, "invalid Content-Range");
+        r->has_range = true;
+        if (r->range_start != offset)
+            return reply_range_error(r, offset, "chunk does not start at the upload offset");
+        if (r->has_length && r->length != r->range_end - r->range_start + 1)
+            return reply_range_error(r, offset, "Content-Length does not match Content-Range");
+    }
+    *failed = false;
+    return MHD_YES;
+}
+
+/* Parses ?digest= of a closing PUT or a monolithic POST. */
+static enum MHD_Result parse_put_digest(struct request *r, const char *v, bool *failed)
+{
+    *failed = true;
+    enum store_err rc = v != NULL ? digest_parse(&r->put_digest, v, strlen(v)) : STORE_EINVAL;
+    if (rc != STORE_OK)
+        return reply_error(r, API_DIGEST_INVALID,
+                           v == NULL ? "digest parameter missing"
+                           : rc == STORE_ENOENT ? "unsupported digest algorithm"
+                                                : "invalid digest");
+    r->has_put_digest = true;
+    *failed = false;
+    return MHD_YES;
+}
+
+static enum MHD_Result upload_start(struct request *r)
+{
+    struct server *srv = r->srv;
+    const char *mount = req_arg(r, "mount");
+    const char *from = req_arg(r, "from");
+    if (mount != NULL) {
+        struct digest md;
+        if (digest_parse(&md, mount, strlen(mount)) != STORE_OK)
+            return reply_error(r, API_DIGEST_INVALID, "invalid mount digest");
+        if (from != NULL && name_valid(from, strlen(from))) {
+            uint64_t size = 0;
+            enum store_err rc = index_blob_link(srv->idx, r->name, &md, &size, from);
+            if (rc == STORE_OK)
+                return reply_blob_created(r, &md);
+            if (rc != STORE_ENOENT)
+                return reply_store_error(r, rc, "blob mount");
+        }
+        /* not mountable: an ordinary upload session, as the spec asks */
+    }
+    enum digest_alg alg = DIGEST_SHA256;
+    const char *alg_arg = req_arg(r, "digest-algorithm");
+    if (alg_arg != NULL && !digest_alg_parse(&alg, alg_arg))
+        return reply_error(r, API_DIGEST_INVALID, "unsupported digest algorithm");
+    const char *dg = req_arg(r, "digest");
+    if (dg != NULL) {
+        bool failed;
+        enum MHD_Result ret = parse_put_digest(r, dg, &failed);
+        if (failed)
+            return ret;
+        alg = r->put_digest.alg;
+        r->monolithic = true;
+    }
+    if (!upload_id_new(r->upload_id))
+        return reply_store_error(r, STORE_EIO, "upload id");
+    enum store_err rc = upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up);
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "upload create");
+    if (r->monolithic) {
+        bool failed;
+        enum MHD_Result ret = check_chunk_headers(r, &failed);
+        if (failed) {
+            discard_session(r);
+            return ret;
+        }
+        r->on_body = body_write;
+        r->on_done = put_done;
+        return MHD_YES;
+    }
+    struct index_upload rec = {.alg = alg, .created = (uint64_t)time(NULL)};
+    memcpy(rec.repo, r->name, sizeof(rec.repo));
+    rc = index_upload_put(srv->idx, r->upload_id, &rec);
+    if (rc != STORE_OK) {
+        r->monolithic = true; /* no record to remove */
+        discard_session(r);
+        return reply_store_error(r, rc, "upload record");
+    }
+    r->on_done = post_done;
+    return MHD_YES;
+}
+
+enum MHD_Result api_upload_prepare(struct request *r)
+{
+    if (r->route.kind == ROUTE_UPLOAD_START)
+        return upload_start(r);
+
+    struct server *srv = r->srv;
+    struct index_upload rec;
+    enum store_err rc = index_upload_get(srv->idx, r->upload_id, &rec);
+    if (rc == STORE_ENOENT || (rc == STORE_OK && strcmp(rec.repo, r->name) != 0))
+        return reply_error(r, API_BLOB_UPLOAD_UNKNOWN, NULL);
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "upload lookup");
+
+    bool failed;
+    if (r->method == M_PUT) {
+        enum MHD_Result ret = parse_put_digest(r, req_arg(r, "digest"), &failed);
+        if (failed)
+            return ret;
+    }
+    rc = upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, rec.alg, false, &r->up);
+    if (rc == STORE_ENOENT) {
+        (void)index_upload_del(srv->idx, r->upload_id);
+        return reply_error(r, API_BLOB_UPLOAD_UNKNOWN, "upload data is gone");
+    }
+    if (rc == STORE_EBUSY)
+        return reply_error(r, API_BLOB_UPLOAD_INVALID, "upload is in use by another request");
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "upload open");
+
+    switch (r->method) {
+    case M_GET: {
+        uint64_t offset = upload_offset(r->up);
+        release(r, true);
+        r->succeeded = true;
+        return reply_session(r, MHD_HTTP_NO_CONTENT, offset);
+    }
+    case M_DELETE:
+        discard_session(r);
+        r->succeeded = true;
+        return reply(r, MHD_HTTP_NO_CONTENT, resp_empty());
+    case M_PATCH:
+    case M_PUT: {
+        enum MHD_Result ret = check_chunk_headers(r, &failed);
+        if (failed) {
+            release(r, true);
+            return ret;
+        }
+        r->on_body = body_write;
+        r->on_done = r->method == M_PATCH ? patch_done : put_done;
+        return MHD_YES;
+    }
+    default:
+        release(r, true);
+        return reply_error(r, API_UNSUPPORTED, NULL);
+    }
+}
+
+void api_upload_complete(struct request *r)
+{
+    if (r->up == NULL)
+        return;
+    /* the request ended before its handler finished: the chunk never happened */
+    if (r->monolithic) {
+        discard_session(r);
+        return;
+    }
+    (void)upload_rollback(r->up);
+    release(r, true);
+}

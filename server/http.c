@@ -1,0 +1,475 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+#define CONN_MEMORY_LIMIT (1u << 20)
+
+void server_config_defaults(struct server_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->root = "./data";
+    cfg->listen = "127.0.0.1:5000";
+    cfg->threads = 0;
+    cfg->max_manifest = 4u << 20;
+    cfg->map_size = (uint64_t)64 << 30;
+    cfg->shutdown_grace = 10;
+    cfg->conn_timeout = 120;
+    cfg->per_ip_limit = 0;
+}
+
+/* ---- request helpers ---- */
+
+const char *req_header(struct request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_arg(struct request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct MHD_Response *resp_empty(void)
+{
+    return MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+}
+
+void resp_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    (void)MHD_add_response_header(resp, name, value);
+}
+
+enum MHD_Result reply(struct request *r, unsigned status, struct MHD_Response *resp)
+{
+    if (resp == NULL) {
+        log_error("out of memory building a response");
+        return MHD_NO;
+    }
+    resp_header(resp, "Docker-Distribution-API-Version", "registry/2.0");
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->responded = true;
+    return ret;
+}
+
+struct MHD_Response *resp_error(struct request *r, enum api_err e, const char *detail)
+{
+    json_t *err = json_pack("{s:s, s:s}", "code", api_err_code(e), "message", api_err_message(e));
+    if (err != NULL && detail != NULL)
+        json_object_set_new(err, "detail", json_string(detail));
+    json_t *body = json_pack("{s:[o]}", "errors", err);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    struct MHD_Response *resp =
+        text != NULL ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
+                     : resp_empty();
+    if (resp == NULL)
+        free(text);
+    if (resp != NULL)
+        resp_header(resp, "Content-Type", "application/json");
+    log_debug("%s %s%s%s -> %u %s", route_label(r->route.kind), r->name, r->ref[0] ? " " : "",
+              r->ref, api_err_status(e), api_err_code(e));
+    return resp;
+}
+
+enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detail)
+{
+    return reply(r, api_err_status(e), resp_error(r, e, detail));
+}
+
+enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what)
+{
+    log_error("%s (repository %s): %s%s%s", what, r->name, store_strerror(e),
+              e == STORE_EIO ? ": " : "", e == STORE_EIO ? strerror(errno) : "");
+    return reply_error(r, api_err_from_store(e), store_strerror(e));
+}
+
+/* ---- routing ---- */
+
+static enum method method_of(const char *m)
+{
+    static const struct {
+        const char *name;
+        enum method m;
+    } methods[] = {{"GET", M_GET},     {"HEAD", M_HEAD},   {"PUT", M_PUT},
+                   {"POST", M_POST},   {"PATCH", M_PATCH}, {"DELETE", M_DELETE}};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(m, methods[i].name) == 0)
+            return methods[i].m;
+    return M_OTHER;
+}
+
+static enum MHD_Result api_base(struct request *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(2, (void *)"{}",
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (resp != NULL)
+        resp_header(resp, "Content-Type", "application/json");
+    return reply(r, MHD_HTTP_OK, resp);
+}
+
+static enum MHD_Result not_allowed(struct request *r)
+{
+    return reply_error(r, API_UNSUPPORTED, "method not allowed on this endpoint");
+}
+
+static bool method_in(enum method m, unsigned mask)
+{
+    return (mask & (1u << m)) != 0;
+}
+
+#define MB(m) (1u << (m))
+
+/* Validates the path's name and reference and picks the handler. */
+static enum MHD_Result begin(struct request *r, const char *url)
+{
+    route_parse(url, &r->route);
+    const struct route *rt = &r->route;
+    switch (rt->kind) {
+    case ROUTE_NONE:
+        return reply_error(r, API_NOT_FOUND, NULL);
+    case ROUTE_BASE:
+        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
+            return not_allowed(r);
+        r->on_done = api_base;
+        return MHD_YES;
+    case ROUTE_CATALOG:
+        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
+            return not_allowed(r);
+        r->on_done = api_catalog;
+        return MHD_YES;
+    default:
+        break;
+    }
+    if (!name_valid(rt->name, rt->name_len))
+        return reply_error(r, API_NAME_INVALID, "repository name does not match the grammar");
+    memcpy(r->name, rt->name, rt->name_len);
+    r->name[rt->name_len] = '\0';
+    if (rt->ref_len > REF_MAX)
+        return reply_error(r, rt->kind == ROUTE_UPLOAD ? API_BLOB_UPLOAD_UNKNOWN
+                                                       : API_DIGEST_INVALID,
+                           "reference too long");
+    if (rt->ref != NULL) {
+        memcpy(r->ref, rt->ref, rt->ref_len);
+        r->ref[rt->ref_len] = '\0';
+    }
+    if (rt->kind == ROUTE_MANIFEST || rt->kind == ROUTE_BLOB || rt->kind == ROUTE_REFERRERS) {
+        bool looks_digest = memchr(r->ref, ':', rt->ref_len) != NULL;
+        if (looks_digest || rt->kind != ROUTE_MANIFEST) {
+            enum store_err rc = digest_parse(&r->digest, r->ref, rt->ref_len);
+            if (rc != STORE_OK)
+                return reply_error(r, API_DIGEST_INVALID,
+                                   rc == STORE_ENOENT ? "unsupported digest algorithm"
+                                                      : "invalid digest");
+            r->ref_is_digest = true;
+        } else if (!tag_valid(r->ref, rt->ref_len)) {
+            return reply_error(r, API_TAG_INVALID, "tag does not match the grammar");
+        }
+    }
+    switch (rt->kind) {
+    case ROUTE_TAGS:
+        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
+            return not_allowed(r);
+        r->on_done = api_tags;
+        return MHD_YES;
+    case ROUTE_REFERRERS:
+        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
+            return not_allowed(r);
+        r->on_done = api_referrers;
+        return MHD_YES;
+    case ROUTE_BLOB:
+        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD) | MB(M_DELETE)))
+            return not_allowed(r);
+        r->on_done = api_blob;
+        return MHD_YES;
+    case ROUTE_MANIFEST:
+        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD) | MB(M_PUT) | MB(M_DELETE)))
+            return not_allowed(r);
+        return api_manifest_prepare(r);
+    case ROUTE_UPLOAD_START:
+        if (r->method != M_POST)
+            return not_allowed(r);
+        return api_upload_prepare(r);
+    case ROUTE_UPLOAD:
+        if (!upload_id_valid(r->ref, rt->ref_len))
+            return reply_error(r, API_BLOB_UPLOAD_UNKNOWN, NULL);
+        memcpy(r->upload_id, r->ref, UPLOAD_ID_LEN + 1);
+        if (!method_in(r->method, MB(M_GET) | MB(M_PATCH) | MB(M_PUT) | MB(M_DELETE)))
+            return not_allowed(r);
+        return api_upload_prepare(r);
+    default:
+        return reply_error(r, API_NOT_FOUND, NULL);
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *data_size, void **req_cls)
+{
+    (void)version;
+    struct server *srv = cls;
+    struct request *r = *req_cls;
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return MHD_NO;
+        r->srv = srv;
+        r->conn = conn;
+        r->method = method_of(method);
+        *req_cls = r;
+        atomic_fetch_add(&srv->inflight, 1);
+        return begin(r, url);
+    }
+    if (*data_size > 0) {
+        size_t n = *data_size;
+        *data_size = 0;
+        if (!r->responded && r->body_err == STORE_OK) {
+            if (r->on_body != NULL)
+                r->body_err = r->on_body(r, data, n);
+            else
+                r->body_err = STORE_EINVAL;
+        }
+        r->received += n;
+        return MHD_YES;
+    }
+    if (r->responded)
+        return MHD_YES;
+    if (r->on_body == NULL && r->received > 0)
+        return reply_error(r, API_UNSUPPORTED, "this request takes no body");
+    return r->on_done(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    struct server *srv = cls;
+    struct request *r = *req_cls;
+    if (r == NULL)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->succeeded)
+        log_debug("request on %s %s ended early (%d)", route_label(r->route.kind), r->name,
+                  (int)toe);
+    api_upload_complete(r);
+    free(r->buf);
+    free(r);
+    *req_cls = NULL;
+    atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_warn("http: %s", line);
+}
+
+/* ---- listening ---- */
+
+static int split_host_port(const char *listen, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL)
+        return -1;
+    const char *h = listen;
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    size_t pl = strlen(colon + 1);
+    if (hl == 0 || hl >= hcap || pl == 0 || pl >= pcap)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memcpy(port, colon + 1, pl + 1);
+    return 0;
+}
+
+static int bind_listen(const char *addr, unsigned *port_out)
+{
+    char host[256], port[16];
+    if (split_host_port(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+        log_error("--listen %s: expected HOST:PORT", addr);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        log_error("--listen %s: %s", addr, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd == -1)
+            continue;
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd == -1) {
+        log_error("--listen %s: cannot bind: %s", addr, strerror(errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        close(fd);
+        return -1;
+    }
+    char sport[16];
+    if (getnameinfo((struct sockaddr *)&ss, sl, NULL, 0, sport, sizeof(sport), NI_NUMERICSERV) !=
+        0) {
+        close(fd);
+        return -1;
+    }
+    *port_out = (unsigned)strtoul(sport, NULL, 10);
+    return fd;
+}
+
+/* Written to a temporary name and renamed, so a reader never sees a partial file. */
+static int write_port_file(const char *path, unsigned port)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return -1;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    int ok = fprintf(f, "%u\n", port) > 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+unsigned server_port(const struct server *srv)
+{
+    return srv->port;
+}
+
+static void server_free(struct server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->listen_fd != -1)
+        close(srv->listen_fd);
+    upload_cache_free(srv->uploads);
+    index_close(srv->idx);
+    blobstore_close(srv->bs);
+    free(srv);
+}
+
+int server_start(struct server **out, const struct server_config *cfg)
+{
+    struct server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return -1;
+    srv->cfg = *cfg;
+    srv->listen_fd = -1;
+    atomic_init(&srv->inflight, 0);
+    enum store_err rc = blobstore_open(&srv->bs, cfg->root);
+    if (rc != STORE_OK) {
+        log_error("cannot open storage under %s: %s (%s)", cfg->root, store_strerror(rc),
+                  strerror(errno));
+        goto fail;
+    }
+    char idxdir[4096];
+    int n = snprintf(idxdir, sizeof(idxdir), "%s/index", cfg->root);
+    if (n < 0 || (size_t)n >= sizeof(idxdir)) {
+        log_error("storage root path too long");
+        goto fail;
+    }
+    rc = index_open(&srv->idx, idxdir, cfg->map_size);
+    if (rc != STORE_OK) {
+        log_error("cannot open index %s: %s (%s)", idxdir, store_strerror(rc), strerror(errno));
+        goto fail;
+    }
+    if (upload_cache_new(&srv->uploads) != STORE_OK)
+        goto fail;
+    srv->listen_fd = bind_listen(cfg->listen, &srv->port);
+    if (srv->listen_fd == -1)
+        goto fail;
+    unsigned threads = cfg->threads;
+    if (threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? (unsigned)(2 * cores) : 2;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        cfg->per_ip_limit, MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        log_error("cannot start the HTTP daemon");
+        goto fail;
+    }
+    if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0) {
+        log_error("cannot write port file %s: %s", cfg->port_file, strerror(errno));
+        MHD_stop_daemon(srv->daemon);
+        goto fail;
+    }
+    log_info("listening on %s (port %u), storage %s, %u threads", cfg->listen, srv->port,
+             cfg->root, threads);
+    *out = srv;
+    return 0;
+fail:
+    server_free(srv);
+    return -1;
+}
+
+void server_stop(struct server *srv)
+{
+    if (srv == NULL)
+        return;
+    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+    if (lfd != MHD_INVALID_SOCKET && lfd == srv->listen_fd) {
+        close(srv->listen_fd);
+        srv->listen_fd = -1;
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (atomic_load(&srv->inflight) > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= (time_t)srv->cfg.shutdown_grace) {
+            log_warn("shutdown: %d requests still running after %u s, closing them",
+                     atomic_load(&srv->inflight), srv->cfg.shutdown_grace);
+            break;
+        }
+        struct timespec tick = {0, 20 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+    MHD_stop_daemon(srv->daemon);
+    srv->listen_fd = -1; /* closed above, or by the daemon when quiescing failed */
+    server_free(srv);
+    log_info("stopped");
+}

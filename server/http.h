@@ -1,0 +1,121 @@
+/*
+ * Internals shared by the request handlers: the server state, the per-request state kept in
+ * libmicrohttpd's *req_cls (freed in the completion callback), and response helpers.
+ */
+#ifndef OCIREG_SERVER_HTTP_H
+#define OCIREG_SERVER_HTTP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "server/errors.h"
+#include "server/route.h"
+#include "server/server.h"
+#include "storage/blobstore.h"
+#include "storage/digest.h"
+#include "storage/index.h"
+#include "storage/names.h"
+
+struct upload_cache;
+
+struct server {
+    struct server_config cfg;
+    struct index *idx;
+    struct blobstore *bs;
+    struct upload_cache *uploads;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
+    unsigned port;
+    atomic_int inflight;
+};
+
+enum method { M_GET, M_HEAD, M_PUT, M_POST, M_PATCH, M_DELETE, M_OTHER };
+
+#define REF_MAX 256
+
+struct request;
+typedef enum store_err (*body_fn)(struct request *r, const char *data, size_t len);
+typedef enum MHD_Result (*done_fn)(struct request *r);
+
+struct request {
+    struct server *srv;
+    struct MHD_Connection *conn;
+    enum method method;
+    struct route route;
+    char name[NAME_MAX_LEN + 1];
+    char ref[REF_MAX + 1];
+    bool ref_is_digest;
+    struct digest digest; /* the path's digest when ref_is_digest */
+
+    body_fn on_body; /* NULL: a body is refused */
+    done_fn on_done;
+    bool responded;
+    bool succeeded; /* the request did what it was asked; otherwise uploads roll back */
+    enum store_err body_err;
+    uint64_t received;
+
+    /* blob uploads */
+    struct upload *up;
+    char upload_id[UPLOAD_ID_LEN + 1];
+    bool has_range;
+    uint64_t range_start, range_end;
+    bool has_length;
+    uint64_t length;
+    bool has_put_digest;
+    struct digest put_digest;
+    bool monolithic; /* POST ?digest=: the session exists only for this request */
+
+    /* manifest bodies */
+    char *buf;
+    size_t buf_len, buf_cap;
+    bool too_big;
+};
+
+/* Header or query value, BORROWED from the connection (valid during the request). */
+const char *req_header(struct request *r, const char *name);
+const char *req_arg(struct request *r, const char *name);
+
+/* Queues a response; adds the API version header; destroys resp. */
+enum MHD_Result reply(struct request *r, unsigned status, struct MHD_Response *resp);
+/* An empty-bodied response. */
+struct MHD_Response *resp_empty(void);
+/* Adds a header, ignoring allocation failure (the response is still valid). */
+void resp_header(struct MHD_Response *resp, const char *name, const char *value);
+/* The spec's error response for e, to add headers to before reply(). */
+struct MHD_Response *resp_error(struct request *r, enum api_err e, const char *detail);
+/* Spec error body {"errors":[{code,message,detail}]}; detail may be NULL. */
+enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detail);
+/* For storage failures: logs and answers with the mapped 5xx. */
+enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what);
+
+/* Handlers (api_*.c). Each is called once the body, if any, is in (on_done), or at the
+ * header stage (prepare) to set up body handling. */
+enum MHD_Result api_blob(struct request *r);
+enum MHD_Result api_upload_prepare(struct request *r);
+enum MHD_Result api_manifest_prepare(struct request *r);
+enum MHD_Result api_tags(struct request *r);
+enum MHD_Result api_catalog(struct request *r);
+enum MHD_Result api_referrers(struct request *r);
+
+/* Called from the completion callback: roll back or release upload state. */
+void api_upload_complete(struct request *r);
+
+/* ---- upload session cache (uploads.c) ---- */
+
+enum store_err upload_cache_new(struct upload_cache **out);
+void upload_cache_free(struct upload_cache *c);
+/*
+ * Takes exclusive use of session id: a cached handle, or one opened (rehashing) from disk.
+ * STORE_EBUSY when another request holds it.
+ */
+enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs, const char *id,
+                                    enum digest_alg alg, bool create, struct upload **out);
+/* Gives the handle back (keep) or closes it (the session ended). TAKES u. */
+void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep);
+/* Forgets a session that is not in use (cancelled or finished elsewhere). */
+void upload_cache_forget(struct upload_cache *c, const char *id);
+
+#endif

@@ -1,0 +1,32 @@
+/* The registry server: configuration, start, graceful stop. Used by main.c. */
+#ifndef OCIREG_SERVER_SERVER_H
+#define OCIREG_SERVER_SERVER_H
+
+#include <stdint.h>
+
+struct server_config {
+    const char *root;      /* storage root */
+    const char *listen;    /* HOST:PORT; port 0 = any free port */
+    const char *port_file; /* NULL, or where to write the bound port (by rename) */
+    unsigned threads;      /* worker threads; 0 = 2 x cores */
+    uint64_t max_manifest; /* bytes */
+    uint64_t map_size;     /* LMDB map size, bytes */
+    unsigned shutdown_grace; /* seconds in-flight requests get at shutdown */
+    unsigned conn_timeout;   /* seconds of inactivity before a connection is closed */
+    unsigned per_ip_limit;   /* connections per client address; 0 = no limit */
+};
+
+void server_config_defaults(struct server_config *cfg);
+
+struct server;
+
+/* Opens storage, binds, starts serving. Returns 0, or -1 after logging why. OWNED. */
+int server_start(struct server **out, const struct server_config *cfg);
+
+/* The port actually bound. */
+unsigned server_port(const struct server *srv);
+
+/* Stops accepting, waits up to shutdown_grace for in-flight requests, closes storage. */
+void server_stop(struct server *srv);
+
+#endif

@@ -1,0 +1,338 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/blobstore.h"
+#include "storage/names.h"
+
+/* Unflushed bytes after which writeback of an upload is started. */
+#define WRITEBACK_STEP (8u << 20)
+#define REHASH_BUF (1u << 20)
+
+struct blobstore {
+    int root_fd;
+    int alg_fd[2]; /* blobs/sha256, blobs/sha512 */
+    int uploads_fd;
+};
+
+struct upload {
+    struct blobstore *bs;
+    char id[UPLOAD_ID_LEN + 1];
+    int fd;
+    uint64_t offset;
+    uint64_t written_back;
+    struct hasher *hash;
+    uint64_t mark_offset;
+    struct hasher *mark_hash;
+};
+
+static int mkdir_open(int dirfd, const char *name)
+{
+    if (mkdirat(dirfd, name, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+static enum store_err fsync_fd(int fd)
+{
+    while (fsync(fd) != 0) {
+        if (errno != EINTR)
+            return store_err_from_errno(errno);
+    }
+    return STORE_OK;
+}
+
+void blobstore_close(struct blobstore *bs)
+{
+    if (bs == NULL)
+        return;
+    int fds[] = {bs->root_fd, bs->alg_fd[0], bs->alg_fd[1], bs->uploads_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] != -1)
+            close(fds[i]);
+    free(bs);
+}
+
+enum store_err blobstore_open(struct blobstore **out, const char *root)
+{
+    enum store_err rc = STORE_EIO;
+    int blobs_fd = -1;
+    struct blobstore *bs = calloc(1, sizeof(*bs));
+    if (bs == NULL)
+        return STORE_ENOMEM;
+    bs->root_fd = bs->alg_fd[0] = bs->alg_fd[1] = bs->uploads_fd = -1;
+    if (mkdir(root, 0755) != 0 && errno != EEXIST)
+        goto fail;
+    bs->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (bs->root_fd == -1)
+        goto fail;
+    blobs_fd = mkdir_open(bs->root_fd, "blobs");
+    if (blobs_fd == -1)
+        goto fail;
+    bs->alg_fd[DIGEST_SHA256] = mkdir_open(blobs_fd, "sha256");
+    bs->alg_fd[DIGEST_SHA512] = mkdir_open(blobs_fd, "sha512");
+    bs->uploads_fd = mkdir_open(bs->root_fd, "uploads");
+    if (bs->alg_fd[0] == -1 || bs->alg_fd[1] == -1 || bs->uploads_fd == -1)
+        goto fail;
+    *out = bs;
+    bs = NULL;
+    rc = STORE_OK;
+fail:
+    if (rc != STORE_OK)
+        rc = store_err_from_errno(errno);
+    if (blobs_fd != -1)
+        close(blobs_fd);
+    blobstore_close(bs);
+    return rc;
+}
+
+/* "ab" directory name and the file name (the full hex) of a digest. */
+static void blob_names(const struct digest *d, char prefix[3])
+{
+    const char *hex = digest_hex(d);
+    prefix[0] = hex[0];
+    prefix[1] = hex[1];
+    prefix[2] = '\0';
+}
+
+enum store_err blobstore_blob_open(struct blobstore *bs, const struct digest *d, int *fd,
+                                   uint64_t *size)
+{
+    char prefix[3];
+    blob_names(d, prefix);
+    int dfd = openat(bs->alg_fd[d->alg], prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd == -1)
+        return store_err_from_errno(errno);
+    int f = openat(dfd, digest_hex(d), O_RDONLY | O_CLOEXEC);
+    int saved = errno;
+    close(dfd);
+    if (f == -1)
+        return store_err_from_errno(saved);
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        saved = errno;
+        close(f);
+        return store_err_from_errno(saved);
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return STORE_OK;
+}
+
+void upload_close(struct upload *u)
+{
+    if (u == NULL)
+        return;
+    if (u->fd != -1)
+        close(u->fd);
+    hasher_free(u->hash);
+    hasher_free(u->mark_hash);
+    free(u);
+}
+
+/* Feeds the first `len` bytes of fd to h. */
+static enum store_err rehash(int fd, uint64_t len, struct hasher *h)
+{
+    enum store_err rc = STORE_OK;
+    char *buf = malloc(REHASH_BUF);
+    if (buf == NULL)
+        return STORE_ENOMEM;
+    uint64_t off = 0;
+    while (off < len && rc == STORE_OK) {
+        size_t want = len - off < REHASH_BUF ? (size_t)(len - off) : REHASH_BUF;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n == 0 ? STORE_EIO : store_err_from_errno(errno);
+            break;
+        }
+        rc = hasher_update(h, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    free(buf);
+    return rc;
+}
+
+enum store_err upload_open(struct blobstore *bs, const char *id, enum digest_alg alg, bool create,
+                           struct upload **out)
+{
+    enum store_err rc = STORE_EINVAL;
+    struct upload *u = NULL;
+    if (!upload_id_valid(id, strlen(id)))
+        goto fail;
+    rc = STORE_ENOMEM;
+    u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        goto fail;
+    u->bs = bs;
+    u->fd = -1;
+    memcpy(u->id, id, UPLOAD_ID_LEN + 1);
+    u->hash = hasher_new(alg);
+    u->mark_hash = hasher_new(alg);
+    if (u->hash == NULL || u->mark_hash == NULL)
+        goto fail;
+    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+    u->fd = openat(bs->uploads_fd, id, flags, 0644);
+    if (u->fd == -1) {
+        rc = store_err_from_errno(errno);
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(u->fd, &st) != 0) {
+        rc = store_err_from_errno(errno);
+        goto fail;
+    }
+    u->offset = (uint64_t)st.st_size;
+    rc = rehash(u->fd, u->offset, u->hash);
+    if (rc != STORE_OK)
+        goto fail;
+    u->written_back = u->offset;
+    rc = upload_mark(u);
+    if (rc != STORE_OK)
+        goto fail;
+    *out = u;
+    return STORE_OK;
+fail:
+    upload_close(u);
+    return rc;
+}
+
+uint64_t upload_offset(const struct upload *u)
+{
+    return u->offset;
+}
+
+const char *upload_id(const struct upload *u)
+{
+    return u->id;
+}
+
+bool upload_stale(const struct upload *u)
+{
+    struct stat st;
+    if (fstat(u->fd, &st) != 0)
+        return true;
+    return st.st_nlink == 0 || (uint64_t)st.st_size != u->offset;
+}
+
+enum store_err upload_write(struct upload *u, const void *data, size_t len)
+{
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = pwrite(u->fd, p, left, (off_t)u->offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return store_err_from_errno(errno);
+        }
+        enum store_err rc = hasher_update(u->hash, p, (size_t)n);
+        if (rc != STORE_OK)
+            return rc;
+        p += n;
+        left -= (size_t)n;
+        u->offset += (uint64_t)n;
+    }
+    return STORE_OK;
+}
+
+enum store_err upload_mark(struct upload *u)
+{
+    enum store_err rc = hasher_copy(u->mark_hash, u->hash);
+    if (rc == STORE_OK)
+        u->mark_offset = u->offset;
+    return rc;
+}
+
+enum store_err upload_rollback(struct upload *u)
+{
+    while (ftruncate(u->fd, (off_t)u->mark_offset) != 0) {
+        if (errno != EINTR)
+            return store_err_from_errno(errno);
+    }
+    enum store_err rc = hasher_copy(u->hash, u->mark_hash);
+    if (rc != STORE_OK)
+        return rc;
+    u->offset = u->mark_offset;
+    if (u->written_back > u->offset)
+        u->written_back = u->offset;
+    return STORE_OK;
+}
+
+void upload_writeback(struct upload *u)
+{
+    if (u->offset - u->written_back < WRITEBACK_STEP)
+        return;
+    (void)sync_file_range(u->fd, (off_t)u->written_back, (off_t)(u->offset - u->written_back),
+                          SYNC_FILE_RANGE_WRITE);
+    u->written_back = u->offset;
+}
+
+enum store_err upload_commit(struct upload *u, const struct digest *expected)
+{
+    struct digest got;
+    enum store_err rc;
+    if (expected->alg == hasher_alg(u->hash)) {
+        rc = hasher_peek(u->hash, &got);
+    } else {
+        struct hasher *h = hasher_new(expected->alg);
+        if (h == NULL)
+            return STORE_ENOMEM;
+        rc = rehash(u->fd, u->offset, h);
+        if (rc == STORE_OK)
+            rc = hasher_peek(h, &got);
+        hasher_free(h);
+    }
+    if (rc != STORE_OK)
+        return rc;
+    if (!digest_equal(&got, expected))
+        return STORE_EDIGEST;
+
+    rc = fsync_fd(u->fd);
+    if (rc != STORE_OK)
+        return rc;
+    char prefix[3];
+    blob_names(expected, prefix);
+    int alg_fd = u->bs->alg_fd[expected->alg];
+    int dfd = -1;
+    bool made_dir = mkdirat(alg_fd, prefix, 0755) == 0;
+    if (!made_dir && errno != EEXIST)
+        return store_err_from_errno(errno);
+    if (made_dir) {
+        rc = fsync_fd(alg_fd);
+        if (rc != STORE_OK)
+            return rc;
+    }
+    dfd = openat(alg_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd == -1)
+        return store_err_from_errno(errno);
+    /* link, not rename: an existing blob of this digest is complete and stays untouched */
+    if (linkat(u->bs->uploads_fd, u->id, dfd, digest_hex(expected), 0) != 0 && errno != EEXIST) {
+        rc = store_err_from_errno(errno);
+        goto out;
+    }
+    rc = fsync_fd(dfd);
+    if (rc != STORE_OK)
+        goto out;
+    if (unlinkat(u->bs->uploads_fd, u->id, 0) != 0 && errno != ENOENT)
+        rc = store_err_from_errno(errno);
+out:
+    close(dfd);
+    return rc;
+}
+
+enum store_err upload_remove(struct blobstore *bs, const char *id)
+{
+    if (!upload_id_valid(id, strlen(id)))
+        return STORE_EINVAL;
+    if (unlinkat(bs->uploads_fd, id, 0) != 0 && errno != ENOENT)
+        return store_err_from_errno(errno);
+    return STORE_OK;
+}

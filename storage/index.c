@@ -1,0 +1,903 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <lmdb.h>
+
+#include "storage/index.h"
+
+#define REC_VERSION 1
+/* Longest key: repo \0 digest, or repo \0 tag. */
+#define KEY_MAX (NAME_MAX_LEN + 1 + DIGEST_STR_MAX)
+#define REC_MAX 1024
+
+enum dbi {
+    DB_REPOS,
+    DB_TAGS,
+    DB_MANIFESTS,
+    DB_REPO_MANIFESTS,
+    DB_LINKS,
+    DB_BLOBS,
+    DB_REFERRERS,
+    DB_UPLOADS,
+    DB_COUNT
+};
+
+static const char *const db_names[DB_COUNT] = {
+    "repos", "tags", "manifests", "repo_manifests", "links", "blobs", "referrers", "uploads",
+};
+
+struct index {
+    MDB_env *env;
+    MDB_dbi db[DB_COUNT];
+};
+
+/* ---- record encoding ---- */
+
+struct wrec {
+    unsigned char buf[REC_MAX];
+    size_t len;
+    bool overflow;
+};
+
+static void put_bytes(struct wrec *w, const void *p, size_t n)
+{
+    if (w->overflow || n > sizeof(w->buf) - w->len) {
+        w->overflow = true;
+        return;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+}
+
+static void put_u8(struct wrec *w, uint8_t v)
+{
+    put_bytes(w, &v, 1);
+}
+
+static void put_u64(struct wrec *w, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put_bytes(w, b, 8);
+}
+
+static void put_u32(struct wrec *w, uint32_t v)
+{
+    unsigned char b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put_bytes(w, b, 4);
+}
+
+/* A string with a 16-bit length. */
+static void put_str(struct wrec *w, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 0xffff) {
+        w->overflow = true;
+        return;
+    }
+    put_bytes(w, (unsigned char[]){(unsigned char)n, (unsigned char)(n >> 8)}, 2);
+    put_bytes(w, s, n);
+}
+
+struct rrec {
+    const unsigned char *p;
+    size_t len;
+    size_t pos;
+    bool bad;
+};
+
+static struct rrec rrec_of(const MDB_val *v)
+{
+    struct rrec r = {v->mv_data, v->mv_size, 0, false};
+    if (r.len < 1 || r.p[0] != REC_VERSION)
+        r.bad = true;
+    r.pos = 1;
+    return r;
+}
+
+static const unsigned char *get_bytes(struct rrec *r, size_t n)
+{
+    if (r->bad || n > r->len - r->pos) {
+        r->bad = true;
+        return NULL;
+    }
+    const unsigned char *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+static uint64_t get_u64(struct rrec *r)
+{
+    const unsigned char *b = get_bytes(r, 8);
+    uint64_t v = 0;
+    if (b != NULL)
+        for (int i = 7; i >= 0; i--)
+            v = (v << 8) | b[i];
+    return v;
+}
+
+static uint32_t get_u32(struct rrec *r)
+{
+    const unsigned char *b = get_bytes(r, 4);
+    uint32_t v = 0;
+    if (b != NULL)
+        for (int i = 3; i >= 0; i--)
+            v = (v << 8) | b[i];
+    return v;
+}
+
+static uint8_t get_u8(struct rrec *r)
+{
+    const unsigned char *b = get_bytes(r, 1);
+    return b != NULL ? b[0] : 0;
+}
+
+/* Copies a length-prefixed string into out[cap]. */
+static void get_str(struct rrec *r, char *out, size_t cap)
+{
+    const unsigned char *l = get_bytes(r, 2);
+    size_t n = l != NULL ? (size_t)(l[0] | (l[1] << 8)) : 0;
+    const unsigned char *s = get_bytes(r, n);
+    if (s == NULL || n >= cap) {
+        r->bad = true;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* ---- keys ---- */
+
+struct key {
+    char buf[KEY_MAX];
+    MDB_val val;
+};
+
+static void key1(struct key *k, const char *a)
+{
+    size_t n = strlen(a);
+    if (n >= sizeof(k->buf))
+        n = sizeof(k->buf) - 1;
+    memcpy(k->buf, a, n);
+    k->val.mv_data = k->buf;
+    k->val.mv_size = n;
+}
+
+/* "a\0b"; both parts are validated and bounded, so the key always fits. */
+static void key2(struct key *k, const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    if (na + 1 + nb > sizeof(k->buf)) {
+        na = nb = 0;
+    }
+    memcpy(k->buf, a, na);
+    k->buf[na] = '\0';
+    memcpy(k->buf + na + 1, b, nb);
+    k->val.mv_data = k->buf;
+    k->val.mv_size = na + 1 + nb;
+}
+
+static MDB_val wrec_val(struct wrec *w)
+{
+    return (MDB_val){w->len, w->buf};
+}
+
+static uint64_t now_seconds(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static enum store_err map_mdb(int rc)
+{
+    switch (rc) {
+    case 0:
+        return STORE_OK;
+    case MDB_NOTFOUND:
+        return STORE_ENOENT;
+    case MDB_KEYEXIST:
+        return STORE_EEXIST;
+    case MDB_MAP_FULL:
+        return STORE_EMAPFULL;
+    case ENOMEM:
+        return STORE_ENOMEM;
+    case ENOSPC:
+        return STORE_ENOSPC;
+    default:
+        if (rc > 0)
+            errno = rc;
+        return STORE_EIO;
+    }
+}
+
+/* ---- environment ---- */
+
+void index_close(struct index *idx)
+{
+    if (idx == NULL)
+        return;
+    if (idx->env != NULL)
+        mdb_env_close(idx->env);
+    free(idx);
+}
+
+enum store_err index_open(struct index **out, const char *dir, uint64_t map_size)
+{
+    int rc;
+    MDB_txn *txn = NULL;
+    struct index *idx = calloc(1, sizeof(*idx));
+    if (idx == NULL)
+        return STORE_ENOMEM;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = errno;
+        goto fail;
+    }
+    rc = mdb_env_create(&idx->env);
+    if (rc != 0)
+        goto fail;
+    rc = mdb_env_set_maxdbs(idx->env, DB_COUNT + 4);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders(idx->env, 1024);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(idx->env, (size_t)map_size);
+    if (rc == 0)
+        rc = mdb_env_open(idx->env, dir, MDB_NOTLS, 0600);
+    if (rc != 0)
+        goto fail;
+    int dead = 0;
+    (void)mdb_reader_check(idx->env, &dead);
+    rc = mdb_txn_begin(idx->env, NULL, 0, &txn);
+    if (rc != 0)
+        goto fail;
+    for (int i = 0; i < DB_COUNT; i++) {
+        unsigned flags = MDB_CREATE | (i == DB_REFERRERS ? MDB_DUPSORT : 0);
+        rc = mdb_dbi_open(txn, db_names[i], flags, &idx->db[i]);
+        if (rc != 0)
+            goto fail;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0)
+        goto fail;
+    *out = idx;
+    return STORE_OK;
+fail:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    index_close(idx);
+    return map_mdb(rc);
+}
+
+static int txn_begin(struct index *idx, bool write, MDB_txn **txn)
+{
+    return mdb_txn_begin(idx->env, NULL, write ? 0 : MDB_RDONLY, txn);
+}
+
+/* Commits when rc is 0, aborts otherwise; returns the final status. */
+static enum store_err txn_end(MDB_txn *txn, int rc)
+{
+    if (rc == 0)
+        return map_mdb(mdb_txn_commit(txn));
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+static int ensure_repo(struct index *idx, MDB_txn *txn, const char *repo)
+{
+    struct key k;
+    key1(&k, repo);
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u64(&w, now_seconds());
+    MDB_val v = wrec_val(&w);
+    int rc = mdb_put(txn, idx->db[DB_REPOS], &k.val, &v, MDB_NOOVERWRITE);
+    return rc == MDB_KEYEXIST ? 0 : rc;
+}
+
+bool index_repo_exists(struct index *idx, const char *repo)
+{
+    MDB_txn *txn;
+    if (txn_begin(idx, false, &txn) != 0)
+        return false;
+    struct key k;
+    key1(&k, repo);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_REPOS], &k.val, &v);
+    mdb_txn_abort(txn);
+    return rc == 0;
+}
+
+/* ---- blobs and links ---- */
+
+static int link_get(struct index *idx, MDB_txn *txn, const char *repo, const struct digest *d,
+                    uint64_t *size)
+{
+    struct key k;
+    key2(&k, repo, d->str);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_LINKS], &k.val, &v);
+    if (rc != 0)
+        return rc;
+    struct rrec r = rrec_of(&v);
+    uint64_t sz = get_u64(&r);
+    if (r.bad)
+        return MDB_CORRUPTED;
+    *size = sz;
+    return 0;
+}
+
+/* Adjusts the link count of blob d by delta, creating its record on first link. */
+static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uint64_t size,
+                    int delta)
+{
+    struct key k;
+    key1(&k, d->str);
+    MDB_val v;
+    uint32_t refs = 0;
+    uint64_t created = now_seconds();
+    int rc = mdb_get(txn, idx->db[DB_BLOBS], &k.val, &v);
+    if (rc == 0) {
+        struct rrec r = rrec_of(&v);
+        size = get_u64(&r);
+        refs = get_u32(&r);
+        created = get_u64(&r);
+        if (r.bad)
+            return MDB_CORRUPTED;
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    if (delta < 0 && refs > 0)
+        refs--;
+    else if (delta > 0)
+        refs++;
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u64(&w, size);
+    put_u32(&w, refs);
+    put_u64(&w, created);
+    v = wrec_val(&w);
+    return mdb_put(txn, idx->db[DB_BLOBS], &k.val, &v, 0);
+}
+
+enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
+                               uint64_t *size, const char *from)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t sz = *size;
+    if (from != NULL) {
+        rc = link_get(idx, txn, from, d, &sz);
+        if (rc != 0)
+            return txn_end(txn, rc);
+    }
+    uint64_t existing;
+    rc = link_get(idx, txn, repo, d, &existing);
+    if (rc == 0) {
+        *size = existing;
+        return txn_end(txn, 0);
+    }
+    if (rc != MDB_NOTFOUND)
+        return txn_end(txn, rc);
+    rc = ensure_repo(idx, txn, repo);
+    if (rc == 0) {
+        struct key k;
+        key2(&k, repo, d->str);
+        struct wrec w = {.len = 0};
+        put_u8(&w, REC_VERSION);
+        put_u64(&w, sz);
+        put_u64(&w, now_seconds());
+        MDB_val v = wrec_val(&w);
+        rc = mdb_put(txn, idx->db[DB_LINKS], &k.val, &v, 0);
+    }
+    if (rc == 0)
+        rc = blob_ref(idx, txn, d, sz, +1);
+    enum store_err err = txn_end(txn, rc);
+    if (err == STORE_OK)
+        *size = sz;
+    return err;
+}
+
+enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,
+                                 uint64_t *size)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = link_get(idx, txn, repo, d, size);
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_blob_unlink(struct index *idx, const char *repo, const struct digest *d)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t size;
+    rc = link_get(idx, txn, repo, d, &size);
+    if (rc == 0) {
+        struct key k;
+        key2(&k, repo, d->str);
+        rc = mdb_del(txn, idx->db[DB_LINKS], &k.val, NULL);
+    }
+    if (rc == 0)
+        rc = blob_ref(idx, txn, d, size, -1);
+    return txn_end(txn, rc);
+}
+
+/* ---- uploads ---- */
+
+enum store_err index_upload_put(struct index *idx, const char *id, const struct index_upload *u)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    key1(&k, id);
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u8(&w, (uint8_t)u->alg);
+    put_u64(&w, u->created);
+    put_str(&w, u->repo);
+    MDB_val v = wrec_val(&w);
+    rc = w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_UPLOADS], &k.val, &v, MDB_NOOVERWRITE);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_upload_get(struct index *idx, const char *id, struct index_upload *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    key1(&k, id);
+    MDB_val v;
+    rc = mdb_get(txn, idx->db[DB_UPLOADS], &k.val, &v);
+    if (rc == 0) {
+        struct index_upload u;
+        struct rrec r = rrec_of(&v);
+        uint8_t alg = get_u8(&r);
+        u.alg = alg == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
+        u.created = get_u64(&r);
+        get_str(&r, u.repo, sizeof(u.repo));
+        if (r.bad)
+            rc = MDB_CORRUPTED;
+        else
+            *out = u;
+    }
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_upload_del(struct index *idx, const char *id)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    key1(&k, id);
+    rc = mdb_del(txn, idx->db[DB_UPLOADS], &k.val, NULL);
+    return txn_end(txn, rc);
+}
+
+/* ---- manifests ---- */
+
+struct rm_rec {
+    uint64_t size;
+    uint64_t created;
+    char media_type[MEDIA_TYPE_MAX + 1];
+    char artifact_type[MEDIA_TYPE_MAX + 1];
+    char subject[DIGEST_STR_MAX];
+};
+
+static int rm_get(struct index *idx, MDB_txn *txn, const char *repo, const char *digest,
+                  struct rm_rec *out)
+{
+    struct key k;
+    key2(&k, repo, digest);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_REPO_MANIFESTS], &k.val, &v);
+    if (rc != 0)
+        return rc;
+    struct rrec r = rrec_of(&v);
+    out->size = get_u64(&r);
+    out->created = get_u64(&r);
+    get_str(&r, out->media_type, sizeof(out->media_type));
+    get_str(&r, out->artifact_type, sizeof(out->artifact_type));
+    get_str(&r, out->subject, sizeof(out->subject));
+    return r.bad ? MDB_CORRUPTED : 0;
+}
+
+/* Adds delta to the refcount of manifest bytes; creates them from bytes when new. */
+static int manifest_ref(struct index *idx, MDB_txn *txn, const char *digest, const void *bytes,
+                        size_t len, int delta)
+{
+    struct key k;
+    key1(&k, digest);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_MANIFESTS], &k.val, &v);
+    if (rc == MDB_NOTFOUND) {
+        if (delta < 0 || bytes == NULL)
+            return 0;
+        MDB_val nv = {5 + len, NULL};
+        rc = mdb_put(txn, idx->db[DB_MANIFESTS], &k.val, &nv, MDB_RESERVE);
+        if (rc != 0)
+            return rc;
+        unsigned char *p = nv.mv_data;
+        p[0] = REC_VERSION;
+        p[1] = 1;
+        p[2] = p[3] = p[4] = 0;
+        memcpy(p + 5, bytes, len);
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if (v.mv_size < 5)
+        return MDB_CORRUPTED;
+    const unsigned char *p = v.mv_data;
+    uint32_t refs = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                    (uint32_t)p[4] << 24;
+    if (delta < 0 && refs <= 1)
+        return mdb_del(txn, idx->db[DB_MANIFESTS], &k.val, NULL);
+    refs = delta < 0 ? refs - 1 : refs + 1;
+    /* Rewrite in place through a reserved copy: LMDB data may not be modified directly. */
+    size_t total = v.mv_size;
+    unsigned char *copy = malloc(total);
+    if (copy == NULL)
+        return ENOMEM;
+    memcpy(copy, p, total);
+    copy[1] = (unsigned char)refs;
+    copy[2] = (unsigned char)(refs >> 8);
+    copy[3] = (unsigned char)(refs >> 16);
+    copy[4] = (unsigned char)(refs >> 24);
+    MDB_val nv = {total, copy};
+    rc = mdb_put(txn, idx->db[DB_MANIFESTS], &k.val, &nv, 0);
+    free(copy);
+    return rc;
+}
+
+enum store_err index_manifest_put(struct index *idx, const struct index_manifest_put *m,
+                                  size_t *bad_ref)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    const struct manifest_info *info = m->info;
+    for (size_t i = 0; i < info->nrefs; i++) {
+        const struct manifest_ref *ref = &info->refs[i];
+        if (ref->is_manifest) {
+            struct rm_rec child;
+            rc = rm_get(idx, txn, m->repo, ref->digest.str, &child);
+            if (rc == 0 && child.size != ref->size) {
+                *bad_ref = i;
+                mdb_txn_abort(txn);
+                return STORE_ERANGE;
+            }
+        } else {
+            uint64_t size;
+            rc = link_get(idx, txn, m->repo, &ref->digest, &size);
+            if (rc == MDB_NOTFOUND && ref->optional)
+                continue;
+            if (rc == 0 && size != ref->size) {
+                *bad_ref = i;
+                mdb_txn_abort(txn);
+                return STORE_ERANGE;
+            }
+        }
+        if (rc == MDB_NOTFOUND)
+            *bad_ref = i;
+        if (rc != 0)
+            return txn_end(txn, rc);
+    }
+    rc = ensure_repo(idx, txn, m->repo);
+    if (rc != 0)
+        return txn_end(txn, rc);
+    struct rm_rec existing;
+    rc = rm_get(idx, txn, m->repo, m->digest.str, &existing);
+    if (rc == MDB_NOTFOUND) {
+        struct key k;
+        key2(&k, m->repo, m->digest.str);
+        struct wrec w = {.len = 0};
+        put_u8(&w, REC_VERSION);
+        put_u64(&w, m->len);
+        put_u64(&w, now_seconds());
+        put_str(&w, info->media_type);
+        put_str(&w, info->artifact_type);
+        put_str(&w, info->has_subject ? info->subject.str : "");
+        MDB_val v = wrec_val(&w);
+        rc = w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_REPO_MANIFESTS], &k.val, &v, 0);
+        if (rc == 0)
+            rc = manifest_ref(idx, txn, m->digest.str, m->bytes, m->len, +1);
+        if (rc == 0 && info->has_subject) {
+            key2(&k, m->repo, info->subject.str);
+            MDB_val rv = {strlen(m->digest.str), (void *)m->digest.str};
+            rc = mdb_put(txn, idx->db[DB_REFERRERS], &k.val, &rv, MDB_NODUPDATA);
+            if (rc == MDB_KEYEXIST)
+                rc = 0;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < m->ntags; i++) {
+        struct key k;
+        key2(&k, m->repo, m->tags[i]);
+        struct wrec w = {.len = 0};
+        put_u8(&w, REC_VERSION);
+        put_str(&w, m->digest.str);
+        MDB_val v = wrec_val(&w);
+        rc = mdb_put(txn, idx->db[DB_TAGS], &k.val, &v, 0);
+    }
+    return txn_end(txn, rc);
+}
+
+enum store_err index_tag_get(struct index *idx, const char *repo, const char *tag,
+                             struct digest *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    key2(&k, repo, tag);
+    MDB_val v;
+    rc = mdb_get(txn, idx->db[DB_TAGS], &k.val, &v);
+    if (rc == 0) {
+        struct rrec r = rrec_of(&v);
+        char s[DIGEST_STR_MAX];
+        get_str(&r, s, sizeof(s));
+        if (r.bad || digest_parse(out, s, strlen(s)) != STORE_OK)
+            rc = MDB_CORRUPTED;
+    }
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_manifest_get(struct index *idx, const char *repo, const struct digest *d,
+                                  bool want_bytes, struct index_manifest *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct rm_rec rm;
+    void *bytes = NULL;
+    rc = rm_get(idx, txn, repo, d->str, &rm);
+    if (rc == 0 && want_bytes) {
+        struct key k;
+        key1(&k, d->str);
+        MDB_val v;
+        rc = mdb_get(txn, idx->db[DB_MANIFESTS], &k.val, &v);
+        if (rc == 0 && (v.mv_size < 5 || v.mv_size - 5 != rm.size))
+            rc = MDB_CORRUPTED;
+        if (rc == 0) {
+            bytes = malloc(rm.size ? rm.size : 1);
+            if (bytes == NULL)
+                rc = ENOMEM;
+            else
+                memcpy(bytes, (const char *)v.mv_data + 5, rm.size);
+        }
+    }
+    mdb_txn_abort(txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    out->digest = *d;
+    memcpy(out->media_type, rm.media_type, sizeof(out->media_type));
+    out->size = rm.size;
+    out->bytes = bytes;
+    return STORE_OK;
+}
+
+/* Deletes every tag of repo that points at digest. */
+static int untag_digest(struct index *idx, MDB_txn *txn, const char *repo, const char *digest)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, idx->db[DB_TAGS], &cur);
+    if (rc != 0)
+        return rc;
+    struct key prefix;
+    key2(&prefix, repo, "");
+    MDB_val k = prefix.val, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        if (k.mv_size < prefix.val.mv_size || memcmp(k.mv_data, prefix.buf, prefix.val.mv_size))
+            break;
+        struct rrec r = rrec_of(&v);
+        char s[DIGEST_STR_MAX];
+        get_str(&r, s, sizeof(s));
+        if (!r.bad && strcmp(s, digest) == 0) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0)
+                break;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            if (rc == MDB_NOTFOUND)
+                break;
+            if (rc == 0)
+                continue;
+            /* after deleting the last item, GET_CURRENT may fail: step on */
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+enum store_err index_manifest_delete(struct index *idx, const char *repo, const struct digest *d)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct rm_rec rm;
+    rc = rm_get(idx, txn, repo, d->str, &rm);
+    if (rc == 0) {
+        struct key k;
+        key2(&k, repo, d->str);
+        rc = mdb_del(txn, idx->db[DB_REPO_MANIFESTS], &k.val, NULL);
+    }
+    if (rc == 0)
+        rc = untag_digest(idx, txn, repo, d->str);
+    if (rc == 0 && rm.subject[0] != '\0') {
+        struct key k;
+        key2(&k, repo, rm.subject);
+        MDB_val dv = {strlen(d->str), (void *)d->str};
+        rc = mdb_del(txn, idx->db[DB_REFERRERS], &k.val, &dv);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    if (rc == 0)
+        rc = manifest_ref(idx, txn, d->str, NULL, 0, -1);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_tag_delete(struct index *idx, const char *repo, const char *tag)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    key2(&k, repo, tag);
+    rc = mdb_del(txn, idx->db[DB_TAGS], &k.val, NULL);
+    return txn_end(txn, rc);
+}
+
+/* ---- listings ---- */
+
+/* Walks keys of db that start with prefix (of plen bytes), strictly after prefix+last. */
+static int list_prefixed(struct index *idx, MDB_txn *txn, enum dbi db, const char *prefix,
+                         size_t plen, const char *last, size_t n, index_name_cb cb, void *arg,
+                         bool *more)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, idx->db[db], &cur);
+    if (rc != 0)
+        return rc;
+    char start[KEY_MAX];
+    size_t slen = plen;
+    memcpy(start, prefix, plen);
+    if (last != NULL) {
+        size_t ll = strlen(last);
+        if (ll > sizeof(start) - plen)
+            ll = sizeof(start) - plen;
+        memcpy(start + plen, last, ll);
+        slen += ll;
+    }
+    MDB_val k = {slen, start}, v;
+    size_t count = 0;
+    *more = false;
+    rc = mdb_cursor_get(cur, &k, &v, slen ? MDB_SET_RANGE : MDB_FIRST);
+    while (rc == 0) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        if (last != NULL && k.mv_size == slen && memcmp(k.mv_data, start, slen) == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        if (count == n) {
+            *more = true;
+            break;
+        }
+        char name[KEY_MAX + 1];
+        size_t nl = k.mv_size - plen;
+        memcpy(name, (const char *)k.mv_data + plen, nl);
+        name[nl] = '\0';
+        if (cb(name, nl, arg) != 0)
+            break;
+        count++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+enum store_err index_tags_list(struct index *idx, const char *repo, const char *last, size_t n,
+                               index_name_cb cb, void *arg, bool *more)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key rk;
+    key1(&rk, repo);
+    MDB_val v;
+    rc = mdb_get(txn, idx->db[DB_REPOS], &rk.val, &v);
+    if (rc == 0) {
+        struct key prefix;
+        key2(&prefix, repo, "");
+        rc = list_prefixed(idx, txn, DB_TAGS, prefix.buf, prefix.val.mv_size, last, n, cb, arg,
+                           more);
+    }
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_repos_list(struct index *idx, const char *last, size_t n, index_name_cb cb,
+                                void *arg, bool *more)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = list_prefixed(idx, txn, DB_REPOS, "", 0, last, n, cb, arg, more);
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_referrers_list(struct index *idx, const char *repo,
+                                    const struct digest *subject, index_referrer_cb cb, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[DB_REFERRERS], &cur);
+    struct key k;
+    key2(&k, repo, subject->str);
+    MDB_val key = k.val, v;
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &key, &v, MDB_SET_KEY);
+    while (rc == 0) {
+        char dg[DIGEST_STR_MAX];
+        if (v.mv_size >= sizeof(dg)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(dg, v.mv_data, v.mv_size);
+        dg[v.mv_size] = '\0';
+        struct rm_rec rm;
+        MDB_val mv;
+        struct key mk;
+        key1(&mk, dg);
+        rc = rm_get(idx, txn, repo, dg, &rm);
+        if (rc == 0)
+            rc = mdb_get(txn, idx->db[DB_MANIFESTS], &mk.val, &mv);
+        if (rc == 0 && mv.mv_size < 5)
+            rc = MDB_CORRUPTED;
+        if (rc == 0) {
+            struct index_referrer r = {dg,           rm.media_type, rm.artifact_type, rm.size,
+                                       (const char *)mv.mv_data + 5, mv.mv_size - 5};
+            if (cb(&r, arg) != 0)
+                break;
+        } else if (rc != MDB_NOTFOUND) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT_DUP);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}

@@ -1,0 +1,142 @@
+/*
+ * The LMDB index: repositories, tags, manifests (their bytes), repository membership of
+ * manifests, blob links, blobs, referrers and upload sessions. Every function runs in one
+ * transaction of its own, so each change is atomic; readers never see half of a change.
+ *
+ * Tables (keys are byte strings, parts separated by NUL so prefix scans give sorted lists):
+ *   repos          repo                      -> created
+ *   tags           repo\0tag                 -> digest
+ *   manifests      digest                    -> refcount, bytes
+ *   repo_manifests repo\0digest              -> size, created, media type, artifactType, subject
+ *   links          repo\0blobdigest          -> size, linked-at
+ *   blobs          digest                    -> size, refcount (links), created
+ *   referrers      repo\0subject (dupsort)   -> referrer digest
+ *   uploads        id                        -> algorithm, created, repo
+ * Records are little-endian structs led by a version byte.
+ *
+ * Strings passed in (repo, tag, id) must already be validated (storage/names.h).
+ */
+#ifndef OCIREG_STORAGE_INDEX_H
+#define OCIREG_STORAGE_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/digest.h"
+#include "storage/err.h"
+#include "storage/manifest.h"
+#include "storage/names.h"
+
+struct index;
+
+/* Opens (creating) the environment in directory `dir`. OWNED: close with index_close. */
+enum store_err index_open(struct index **out, const char *dir, uint64_t map_size);
+void index_close(struct index *idx); /* NULL is a no-op */
+
+/* ---- blobs and links ---- */
+
+/*
+ * Links blob d (of `size` bytes, already in the blob store) into repo. With `from` set, this
+ * is a mount: the blob must be linked in `from` (STORE_ENOENT otherwise) and its size is
+ * taken from there (*size is written). Linking twice is not an error.
+ */
+enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
+                               uint64_t *size, const char *from);
+
+/* STORE_OK with *size when d is linked in repo, STORE_ENOENT otherwise. */
+enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,
+                                 uint64_t *size);
+
+/* Removes the link of d from repo; STORE_ENOENT when it was not linked. */
+enum store_err index_blob_unlink(struct index *idx, const char *repo, const struct digest *d);
+
+/* ---- upload sessions ---- */
+
+struct index_upload {
+    char repo[NAME_MAX_LEN + 1];
+    enum digest_alg alg;
+    uint64_t created;
+};
+
+enum store_err index_upload_put(struct index *idx, const char *id, const struct index_upload *u);
+enum store_err index_upload_get(struct index *idx, const char *id, struct index_upload *out);
+enum store_err index_upload_del(struct index *idx, const char *id);
+
+/* ---- manifests and tags ---- */
+
+struct index_manifest_put {
+    const char *repo;
+    struct digest digest;
+    const struct manifest_info *info;
+    const void *bytes;
+    size_t len;
+    const char *const *tags; /* validated tags to point at this manifest */
+    size_t ntags;
+};
+
+/*
+ * Stores a manifest, its membership in repo, its tags and its referrer entry, in one txn.
+ * Every reference of info (but optional ones) must be in the repository: otherwise
+ * STORE_ENOENT with *bad_ref set to its index; a blob whose size differs from the
+ * descriptor's gives STORE_ERANGE with *bad_ref.
+ */
+enum store_err index_manifest_put(struct index *idx, const struct index_manifest_put *m,
+                                  size_t *bad_ref);
+
+struct index_manifest {
+    struct digest digest;
+    char media_type[MEDIA_TYPE_MAX + 1];
+    uint64_t size;
+    void *bytes; /* OWNED (free()); NULL when not asked for */
+};
+
+/* Looks up a manifest of repo by digest. want_bytes: copy the bytes out too. */
+enum store_err index_manifest_get(struct index *idx, const char *repo, const struct digest *d,
+                                  bool want_bytes, struct index_manifest *out);
+
+/* Resolves a tag of repo. */
+enum store_err index_tag_get(struct index *idx, const char *repo, const char *tag,
+                             struct digest *out);
+
+/* Removes a manifest from repo with the tags pointing at it and its referrer entry. */
+enum store_err index_manifest_delete(struct index *idx, const char *repo, const struct digest *d);
+
+/* Removes one tag; STORE_ENOENT when it does not exist. */
+enum store_err index_tag_delete(struct index *idx, const char *repo, const char *tag);
+
+/* ---- listings ---- */
+
+/* Called for each entry, with a BORROWED string valid during the call. Non-zero stops. */
+typedef int (*index_name_cb)(const char *name, size_t len, void *arg);
+
+/*
+ * Lists up to n tags of repo in byte order after `last` (NULL: from the start).
+ * *more tells whether entries remain. STORE_ENOENT when the repository does not exist.
+ */
+enum store_err index_tags_list(struct index *idx, const char *repo, const char *last, size_t n,
+                               index_name_cb cb, void *arg, bool *more);
+
+/* Lists repositories the same way. */
+enum store_err index_repos_list(struct index *idx, const char *last, size_t n, index_name_cb cb,
+                                void *arg, bool *more);
+
+/* True when the repository exists. */
+bool index_repo_exists(struct index *idx, const char *repo);
+
+struct index_referrer {
+    const char *digest;     /* BORROWED, valid during the callback */
+    const char *media_type; /* BORROWED */
+    const char *artifact_type; /* BORROWED, "" when none */
+    uint64_t size;
+    const void *bytes; /* BORROWED: the referrer manifest itself */
+    size_t len;
+};
+
+typedef int (*index_referrer_cb)(const struct index_referrer *r, void *arg);
+
+/* Lists the manifests of repo whose subject is `subject`. */
+enum store_err index_referrers_list(struct index *idx, const char *repo,
+                                    const struct digest *subject, index_referrer_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,315 @@
+#define _XOPEN_SOURCE 700
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CURL_DISABLE_TYPECHECK 1
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "tests/check.h"
+#include "tests/integration/harness.h"
+
+static void spawn(struct srv *s, const char *const *extra)
+{
+    char portfile[200];
+    snprintf(portfile, sizeof(portfile), "%s/port", s->dir);
+    unlink(portfile);
+    const char *argv[32] = {OCIREG_BIN, "serve", "--root", s->root, "--listen", "127.0.0.1:0",
+                            "--port-file", portfile, "--log-level", "warn"};
+    int argc = 10;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    s->pid = fork();
+    CHECK(s->pid != -1);
+    if (s->pid == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    /* readiness is the port file, written by rename once the server listens */
+    struct timespec start, now, tick = {0, 5 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        FILE *f = fopen(portfile, "r");
+        if (f != NULL) {
+            CHECK(fscanf(f, "%u", &s->port) == 1);
+            fclose(f);
+            break;
+        }
+        int st;
+        CHECK(waitpid(s->pid, &st, WNOHANG) == 0); /* the server must not have exited */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        CHECK(now.tv_sec - start.tv_sec < 30);
+        nanosleep(&tick, NULL);
+    }
+    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%u", s->port);
+}
+
+void srv_start(struct srv *s, const char *const *extra)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "/tmp/ocireg-it-XXXXXX");
+    CHECK(mkdtemp(s->dir) != NULL);
+    snprintf(s->root, sizeof(s->root), "%s/root", s->dir);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    spawn(s, extra);
+}
+
+void srv_restart(struct srv *s, const char *const *extra)
+{
+    spawn(s, extra);
+}
+
+void srv_stop(struct srv *s)
+{
+    CHECK(kill(s->pid, SIGTERM) == 0);
+    int st = 0;
+    CHECK(waitpid(s->pid, &st, 0) == s->pid);
+    CHECK(WIFEXITED(st));
+    CHECK_INT(WEXITSTATUS(st), ==, 0);
+    s->pid = 0;
+}
+
+void srv_kill(struct srv *s)
+{
+    CHECK(kill(s->pid, SIGKILL) == 0);
+    int st = 0;
+    CHECK(waitpid(s->pid, &st, 0) == s->pid);
+    s->pid = 0;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
+void srv_cleanup(struct srv *s)
+{
+    if (s->pid > 0)
+        srv_stop(s);
+    nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+struct growbuf {
+    char *p;
+    size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
+{
+    struct growbuf *b = arg;
+    size_t add = size * n;
+    char *np = realloc(b->p, b->len + add + 1);
+    CHECK(np != NULL);
+    memcpy(np + b->len, ptr, add);
+    b->p = np;
+    b->len += add;
+    b->p[b->len] = '\0';
+    return add;
+}
+
+struct reader {
+    const char *p;
+    size_t left;
+};
+
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct reader *r = arg;
+    size_t want = size * n;
+    /* small pieces so the body really arrives in several chunks */
+    if (want > 4096)
+        want = 4096;
+    if (want > r->left)
+        want = r->left;
+    memcpy(buf, r->p, want);
+    r->p += want;
+    r->left -= want;
+    return want;
+}
+
+static struct resp *do_http(struct srv *s, const char *method, const char *path,
+                            const char *const *hdrs, const void *body, size_t len, bool chunked)
+{
+    CURL *c = curl_easy_init();
+    CHECK(c != NULL);
+    char url[8192];
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    struct growbuf b = {NULL, 0}, h = {NULL, 0};
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; hdrs != NULL && hdrs[i] != NULL; i++)
+        list = curl_slist_append(list, hdrs[i]);
+    list = curl_slist_append(list, "Expect:");
+    struct reader rd = {body, len};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (chunked) {
+        list = curl_slist_append(list, "Transfer-Encoding: chunked");
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &rd);
+    } else if (body != NULL || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0 ||
+               strcmp(method, "PATCH") == 0) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "%s %s: %s\n", method, path, curl_easy_strerror(rc));
+        abort();
+    }
+    struct resp *r = calloc(1, sizeof(*r));
+    CHECK(r != NULL);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    r->body = b.p != NULL ? b.p : strdup("");
+    r->len = b.len;
+    r->headers = h.p != NULL ? h.p : strdup("");
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+struct resp *http(struct srv *s, const char *method, const char *path, const char *const *hdrs,
+                  const void *body, size_t len)
+{
+    return do_http(s, method, path, hdrs, body, len, false);
+}
+
+struct resp *http_chunked(struct srv *s, const char *method, const char *path,
+                          const char *const *hdrs, const void *body, size_t len)
+{
+    return do_http(s, method, path, hdrs, body, len, true);
+}
+
+void resp_free(struct resp *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    free(r->headers);
+    free(r);
+}
+
+static const char *find_hdr(const char *from, const char *name, const char **value_end)
+{
+    size_t nl = strlen(name);
+    const char *line = from;
+    while (line != NULL && *line != '\0') {
+        const char *eol = strstr(line, "\r\n");
+        if (eol == NULL)
+            eol = line + strlen(line);
+        if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            *value_end = eol;
+            return v;
+        }
+        line = *eol ? eol + 2 : NULL;
+    }
+    return NULL;
+}
+
+const char *resp_hdr(const struct resp *r, const char *name, char *buf, size_t cap)
+{
+    const char *end;
+    const char *v = find_hdr(r->headers, name, &end);
+    if (v == NULL)
+        return NULL;
+    size_t n = (size_t)(end - v);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+int resp_hdr_count(const struct resp *r, const char *name)
+{
+    int n = 0;
+    const char *end, *from = r->headers;
+    while (find_hdr(from, name, &end) != NULL) {
+        n++;
+        from = *end ? end + 2 : end;
+    }
+    return n;
+}
+
+static void digest_str(const EVP_MD *md, const char *alg, const void *data, size_t len, char *out)
+{
+    unsigned char h[EVP_MAX_MD_SIZE];
+    unsigned int hl = 0;
+    CHECK(EVP_Digest(data, len, h, &hl, md, NULL) == 1);
+    int n = sprintf(out, "%s:", alg);
+    for (unsigned i = 0; i < hl; i++)
+        n += sprintf(out + n, "%02x", h[i]);
+}
+
+void sha256_str(const void *data, size_t len, char *out)
+{
+    digest_str(EVP_sha256(), "sha256", data, len, out);
+}
+
+void sha512_str(const void *data, size_t len, char *out)
+{
+    digest_str(EVP_sha512(), "sha512", data, len, out);
+}
+
+static int file_count;
+
+static int count_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)p;
+    (void)st;
+    (void)f;
+    if (flag == FTW_F)
+        file_count++;
+    return 0;
+}
+
+int count_files(const char *root, const char *sub)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", root, sub);
+    file_count = 0;
+    nftw(path, count_entry, 16, FTW_PHYS);
+    return file_count;
+}
+
+void expect_resp(const struct resp *r, long status, const char *code, const char *file, int line)
+{
+    bool ok = r->status == status;
+    if (ok && code != NULL) {
+        char pat[128];
+        snprintf(pat, sizeof(pat), "\"code\":\"%s\"", code);
+        ok = strstr(r->body, pat) != NULL;
+    }
+    if (!ok) {
+        fprintf(stderr, "%s:%d: expected %ld %s, got %ld\nheaders:\n%s\nbody: %.2000s\n", file, line,
+                status, code ? code : "", r->status, r->headers, r->body);
+        abort();
+    }
+}

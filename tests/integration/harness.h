@@ -1,0 +1,65 @@
+/*
+ * Integration-test harness: starts the real ocireg binary on an ephemeral loopback port
+ * (it reports the port through --port-file) with a fresh storage root, and a small libcurl
+ * client. Every failure aborts with file:line.
+ */
+#ifndef OCIREG_TESTS_HARNESS_H
+#define OCIREG_TESTS_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct srv {
+    pid_t pid;
+    char dir[128];  /* temp dir holding root/ and the port file */
+    char root[160]; /* storage root */
+    unsigned port;
+    char base[64]; /* http://127.0.0.1:PORT */
+};
+
+/* Starts a server with a fresh root; extra flags may be NULL-terminated list or NULL. */
+void srv_start(struct srv *s, const char *const *extra);
+/* Starts again on the same root (after a stop or a kill). */
+void srv_restart(struct srv *s, const char *const *extra);
+/* SIGTERM and wait; checks a clean exit 0. */
+void srv_stop(struct srv *s);
+/* SIGKILL and wait. */
+void srv_kill(struct srv *s);
+/* Removes the temp dir. */
+void srv_cleanup(struct srv *s);
+
+struct resp {
+    long status;
+    char *body; /* NUL-terminated */
+    size_t len;
+    char *headers; /* raw header block */
+};
+
+/*
+ * One request. path is appended to the server base. hdrs is a NULL-terminated list of
+ * "Name: value" (may be NULL). body may be NULL. OWNED: free with resp_free.
+ */
+struct resp *http(struct srv *s, const char *method, const char *path, const char *const *hdrs,
+                  const void *body, size_t len);
+/* The same with a streamed (chunked transfer-encoding) body. */
+struct resp *http_chunked(struct srv *s, const char *method, const char *path,
+                          const char *const *hdrs, const void *body, size_t len);
+void resp_free(struct resp *r);
+
+/* Value of a response header (case-insensitive name), copied into buf; NULL if absent. */
+const char *resp_hdr(const struct resp *r, const char *name, char *buf, size_t cap);
+/* Number of times a header appears. */
+int resp_hdr_count(const struct resp *r, const char *name);
+
+/* "sha256:<hex>" of data into out[72]; sha512 into out[136]. */
+void sha256_str(const void *data, size_t len, char *out);
+void sha512_str(const void *data, size_t len, char *out);
+
+/* Files under root/sub (recursively), for "nothing was stored" checks. */
+int count_files(const char *root, const char *sub);
+
+/* Checks status and, for errors, the OCI code in the body. */
+#define EXPECT(r, st, code) expect_resp((r), (st), (code), __FILE__, __LINE__)
+void expect_resp(const struct resp *r, long status, const char *code, const char *file, int line);
+
+#endif

@@ -1,0 +1,111 @@
+/* Unit tests of the server's pure parsers: routes, Range, Content-Range, numbers. */
+#include "server/httpparse.h"
+#include "server/route.h"
+#include "tests/check.h"
+
+static void check_route(const char *path, enum route_kind kind, const char *name, const char *ref)
+{
+    struct route r;
+    route_parse(path, &r);
+    if (r.kind != kind) {
+        fprintf(stderr, "route %s: kind %d, want %d\n", path, (int)r.kind, (int)kind);
+        abort();
+    }
+    if (name != NULL) {
+        CHECK_INT(r.name_len, ==, strlen(name));
+        CHECK(memcmp(r.name, name, r.name_len) == 0);
+    }
+    if (ref != NULL) {
+        CHECK_INT(r.ref_len, ==, strlen(ref));
+        CHECK(memcmp(r.ref, ref, r.ref_len) == 0);
+    }
+}
+
+static void test_routes(void)
+{
+    check_route("/v2/", ROUTE_BASE, NULL, NULL);
+    check_route("/v2", ROUTE_BASE, NULL, NULL);
+    check_route("/v2/_catalog", ROUTE_CATALOG, NULL, NULL);
+    check_route("/v2/a/b/c/tags/list", ROUTE_TAGS, "a/b/c", NULL);
+    check_route("/v2/a/manifests/latest", ROUTE_MANIFEST, "a", "latest");
+    check_route("/v2/a/b/manifests/sha256:00", ROUTE_MANIFEST, "a/b", "sha256:00");
+    check_route("/v2/x/blobs/sha256:ab", ROUTE_BLOB, "x", "sha256:ab");
+    check_route("/v2/x/y/blobs/uploads/", ROUTE_UPLOAD_START, "x/y", NULL);
+    check_route("/v2/x/y/blobs/uploads", ROUTE_UPLOAD_START, "x/y", NULL);
+    check_route("/v2/x/blobs/uploads/0123", ROUTE_UPLOAD, "x", "0123");
+    check_route("/v2/x/referrers/sha256:ab", ROUTE_REFERRERS, "x", "sha256:ab");
+    /* repository names that contain the route words */
+    check_route("/v2/blobs/blobs/sha256:ab", ROUTE_BLOB, "blobs", "sha256:ab");
+    check_route("/v2/manifests/tags/list", ROUTE_TAGS, "manifests", NULL);
+    check_route("/v2/a/uploads/blobs/d", ROUTE_BLOB, "a/uploads", "d");
+    check_route("/v2/tags/list/manifests/t", ROUTE_MANIFEST, "tags/list", "t");
+    /* shapes that are not routes */
+    check_route("/", ROUTE_NONE, NULL, NULL);
+    check_route("/v1/x/manifests/t", ROUTE_NONE, NULL, NULL);
+    check_route("/v2/manifests/t", ROUTE_NONE, NULL, NULL);
+    check_route("/v2//manifests/t", ROUTE_NONE, NULL, NULL);
+    check_route("/v2/x/unknown/t", ROUTE_NONE, NULL, NULL);
+    check_route("/v2/x", ROUTE_NONE, NULL, NULL);
+    check_route("/v2/blobs/uploads/", ROUTE_NONE, NULL, NULL);
+    check_route("/v2x/a/manifests/t", ROUTE_NONE, NULL, NULL);
+}
+
+static void test_u64(void)
+{
+    uint64_t v;
+    CHECK(parse_u64("0", 1, &v) && v == 0);
+    CHECK(parse_u64("18446744073709551615", 20, &v) && v == UINT64_MAX);
+    CHECK(!parse_u64("18446744073709551616", 20, &v));
+    CHECK(!parse_u64("", 0, &v));
+    CHECK(!parse_u64("-1", 2, &v));
+    CHECK(!parse_u64("+1", 2, &v));
+    CHECK(!parse_u64("1 ", 2, &v));
+    CHECK(!parse_u64("0x10", 4, &v));
+}
+
+static void test_content_range(void)
+{
+    uint64_t a, b;
+    CHECK(parse_content_range("0-99", &a, &b) && a == 0 && b == 99);
+    CHECK(parse_content_range("bytes=5-5", &a, &b) && a == 5 && b == 5);
+    CHECK(!parse_content_range("9-1", &a, &b));
+    CHECK(!parse_content_range("-1-5", &a, &b));
+    CHECK(!parse_content_range("1-", &a, &b));
+    CHECK(!parse_content_range("-5", &a, &b));
+    CHECK(!parse_content_range("1-99999999999999999999", &a, &b));
+    CHECK(!parse_content_range("a-b", &a, &b));
+    CHECK(!parse_content_range("", &a, &b));
+}
+
+static void test_range(void)
+{
+    uint64_t f, l;
+    CHECK_INT(parse_range(NULL, 10, &f, &l), ==, RANGE_NONE);
+    CHECK_INT(parse_range("bytes=0-4", 10, &f, &l), ==, RANGE_OK);
+    CHECK(f == 0 && l == 5);
+    CHECK_INT(parse_range("bytes=5-", 10, &f, &l), ==, RANGE_OK);
+    CHECK(f == 5 && l == 5);
+    CHECK_INT(parse_range("bytes=-3", 10, &f, &l), ==, RANGE_OK);
+    CHECK(f == 7 && l == 3);
+    CHECK_INT(parse_range("bytes=-30", 10, &f, &l), ==, RANGE_OK);
+    CHECK(f == 0 && l == 10);
+    CHECK_INT(parse_range("bytes=8-100", 10, &f, &l), ==, RANGE_OK);
+    CHECK(f == 8 && l == 2);
+    CHECK_INT(parse_range("bytes=10-", 10, &f, &l), ==, RANGE_UNSATISFIABLE);
+    CHECK_INT(parse_range("bytes=10-20", 10, &f, &l), ==, RANGE_UNSATISFIABLE);
+    CHECK_INT(parse_range("bytes=0-0", 0, &f, &l), ==, RANGE_UNSATISFIABLE);
+    CHECK_INT(parse_range("bytes=-0", 10, &f, &l), ==, RANGE_UNSATISFIABLE);
+    CHECK_INT(parse_range("bytes=5-1", 10, &f, &l), ==, RANGE_NONE);
+    CHECK_INT(parse_range("bytes=0-1,3-4", 10, &f, &l), ==, RANGE_NONE);
+    CHECK_INT(parse_range("items=0-1", 10, &f, &l), ==, RANGE_NONE);
+    CHECK_INT(parse_range("bytes=x-1", 10, &f, &l), ==, RANGE_NONE);
+}
+
+int main(void)
+{
+    RUN(test_routes);
+    RUN(test_u64);
+    RUN(test_content_range);
+    RUN(test_range);
+    return 0;
+}

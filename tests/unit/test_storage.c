@@ -1,0 +1,385 @@
+/* Unit tests of the storage module: validators, digests, manifests, blob store, index. */
+#define _XOPEN_SOURCE 700
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/blobstore.h"
+#include "storage/digest.h"
+#include "storage/index.h"
+#include "storage/manifest.h"
+#include "storage/names.h"
+#include "tests/check.h"
+
+static char tmpdir[256];
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
+static void fresh_dir(void)
+{
+    if (tmpdir[0] != '\0')
+        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ocireg-unit-XXXXXX");
+    CHECK(mkdtemp(tmpdir) != NULL);
+}
+
+#define S(x) (x), strlen(x)
+
+static void test_names(void)
+{
+    CHECK(name_valid(S("a")));
+    CHECK(name_valid(S("library/ubuntu")));
+    CHECK(name_valid(S("a.b_c__d---e/f0")));
+    CHECK(!name_valid(S("")));
+    CHECK(!name_valid(S("A")));
+    CHECK(!name_valid(S("a//b")));
+    CHECK(!name_valid(S("/a")));
+    CHECK(!name_valid(S("a/")));
+    CHECK(!name_valid(S("a/../b")));
+    CHECK(!name_valid(S("a/./b")));
+    CHECK(!name_valid(S("..")));
+    CHECK(!name_valid(S("a___b")));
+    CHECK(!name_valid(S("a_")));
+    CHECK(!name_valid(S("-a")));
+    CHECK(!name_valid(S("a%2fb")));
+    CHECK(!name_valid("a\0b", 3));
+    char longname[300];
+    memset(longname, 'a', sizeof(longname));
+    CHECK(name_valid(longname, 255));
+    CHECK(!name_valid(longname, 256));
+
+    CHECK(tag_valid(S("latest")));
+    CHECK(tag_valid(S("_x.Y-1")));
+    CHECK(!tag_valid(S(".x")));
+    CHECK(!tag_valid(S("-x")));
+    CHECK(!tag_valid(S("")));
+    CHECK(!tag_valid(S("a/b")));
+    CHECK(!tag_valid(S("a:b")));
+    CHECK(tag_valid(longname, 128));
+    CHECK(!tag_valid(longname, 129));
+
+    char id[UPLOAD_ID_LEN + 1];
+    CHECK(upload_id_new(id));
+    CHECK(upload_id_valid(id, strlen(id)));
+    CHECK(!upload_id_valid(S("../../etc/passwd")));
+    CHECK(!upload_id_valid(S("0123456789ABCDEF0123456789abcdef")));
+    CHECK(!upload_id_valid(id, strlen(id) - 1));
+}
+
+static void test_digests(void)
+{
+    struct digest d;
+    const char *e = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    CHECK_INT(digest_parse(&d, S(e)), ==, STORE_OK);
+    CHECK_STR(d.str, e);
+    CHECK_STR(digest_hex(&d), e + 7);
+    struct digest got;
+    CHECK_INT(digest_of(DIGEST_SHA256, "", 0, &got), ==, STORE_OK);
+    CHECK(digest_equal(&got, &d));
+    CHECK_INT(digest_of(DIGEST_SHA512, "", 0, &got), ==, STORE_OK);
+    CHECK(strncmp(got.str, "sha512:cf83e1357eefb8bd", 23) == 0);
+    CHECK_INT(strlen(got.str), ==, 7 + 128);
+
+    CHECK_INT(digest_parse(&d, S("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")),
+              ==, STORE_EINVAL);
+    CHECK_INT(digest_parse(&d, S("sha256:abc")), ==, STORE_EINVAL);
+    CHECK_INT(digest_parse(&d, S("sha256:../../../../etc/passwd")), ==, STORE_EINVAL);
+    CHECK_INT(digest_parse(&d, S("md5:d41d8cd98f00b204e9800998ecf8427e")), ==, STORE_ENOENT);
+    CHECK_INT(digest_parse(&d, S("sha256")), ==, STORE_EINVAL);
+    CHECK_INT(digest_parse(&d, S(":abc")), ==, STORE_EINVAL);
+    CHECK_INT(digest_parse(&d, S("sha256:")), ==, STORE_EINVAL);
+    CHECK_INT(digest_parse(&d, S("Sha256:abc")), ==, STORE_EINVAL);
+
+    struct hasher *h = hasher_new(DIGEST_SHA256);
+    CHECK(h != NULL);
+    CHECK_INT(hasher_update(h, "hel", 3), ==, STORE_OK);
+    CHECK_INT(hasher_update(h, "lo", 2), ==, STORE_OK);
+    CHECK_INT(hasher_peek(h, &got), ==, STORE_OK);
+    CHECK_STR(got.str, "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    hasher_free(h);
+}
+
+static const char *const cfg_dg =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+static void test_manifest_parse(void)
+{
+    struct manifest_info info;
+    const char *why;
+    char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"a/b\","
+             "\"digest\":\"%s\",\"size\":2},\"layers\":[{\"mediaType\":\"x/y\",\"digest\":\"%s\","
+             "\"size\":2},{\"mediaType\":\"application/vnd.oci.image.layer.nondistributable.v1."
+             "tar\",\"digest\":\"%s\",\"size\":7}],\"subject\":{\"mediaType\":\"%s\","
+             "\"digest\":\"%s\",\"size\":1}}",
+             MT_OCI_MANIFEST, cfg_dg, cfg_dg, cfg_dg, MT_OCI_MANIFEST, cfg_dg);
+    CHECK_INT(manifest_parse(NULL, S(buf), &info, &why), ==, STORE_OK);
+    CHECK_STR(info.media_type, MT_OCI_MANIFEST);
+    CHECK_STR(info.artifact_type, "a/b");
+    CHECK_INT(info.nrefs, ==, 3);
+    CHECK(!info.refs[0].optional && !info.refs[1].optional && info.refs[2].optional);
+    CHECK(info.has_subject);
+    manifest_info_free(&info);
+
+    /* media type disagreeing with Content-Type */
+    CHECK_INT(manifest_parse(MT_OCI_INDEX, S(buf), &info, &why), ==, STORE_EINVAL);
+
+    snprintf(buf, sizeof(buf),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
+             "\"digest\":\"%s\",\"size\":3}]}",
+             MT_OCI_INDEX, MT_OCI_MANIFEST, cfg_dg);
+    CHECK_INT(manifest_parse(MT_OCI_INDEX "; charset=utf-8", S(buf), &info, &why), ==, STORE_OK);
+    CHECK(info.is_index);
+    CHECK_INT(info.nrefs, ==, 1);
+    CHECK(info.refs[0].is_manifest);
+    manifest_info_free(&info);
+
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{\"schemaVersion\":2,",
+        "{\"schemaVersion\":3,\"config\":{}}",
+        "{\"schemaVersion\":2,\"schemaVersion\":2,\"config\":{}}",
+        "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"a/b\",\"digest\":\"sha256:1\","
+        "\"size\":1}}",
+        "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"a/b\",\"digest\":\"sha256:"
+        "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"size\":-1}}",
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        CHECK_INT(manifest_parse(NULL, S(bad[i]), &info, &why), ==, STORE_EINVAL);
+        CHECK(why != NULL);
+    }
+    CHECK_INT(manifest_parse(NULL, S("{\"schemaVersion\":1,\"fsLayers\":[]}"), &info, &why), ==,
+              STORE_ENOENT);
+    CHECK_INT(manifest_parse("application/x-other", S("{\"schemaVersion\":2,\"mediaType\":\"x/y\","
+                                                       "\"config\":{}}"),
+                             &info, &why),
+              ==, STORE_ENOENT);
+
+    /* nesting deeper than the parser allows is refused, not a crash */
+    size_t depth = 100000;
+    char *deep = malloc(2 * depth + 1);
+    CHECK(deep != NULL);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    CHECK_INT(manifest_parse(NULL, deep, 2 * depth, &info, &why), ==, STORE_EINVAL);
+    free(deep);
+}
+
+static struct blobstore *open_store(void)
+{
+    struct blobstore *bs = NULL;
+    CHECK_INT(blobstore_open(&bs, tmpdir), ==, STORE_OK);
+    return bs;
+}
+
+static void test_uploads(void)
+{
+    fresh_dir();
+    struct blobstore *bs = open_store();
+    char id[UPLOAD_ID_LEN + 1];
+    CHECK(upload_id_new(id));
+    struct upload *u = NULL;
+    CHECK_INT(upload_open(bs, id, DIGEST_SHA256, true, &u), ==, STORE_OK);
+    CHECK_INT(upload_write(u, "hel", 3), ==, STORE_OK);
+    CHECK_INT(upload_mark(u), ==, STORE_OK);
+    CHECK_INT(upload_write(u, "XXXX", 4), ==, STORE_OK);
+    CHECK_INT(upload_rollback(u), ==, STORE_OK);
+    CHECK_INT(upload_offset(u), ==, 3);
+    upload_close(u);
+
+    /* reopening rehashes what is on disk: a session survives a restart */
+    CHECK_INT(upload_open(bs, id, DIGEST_SHA256, false, &u), ==, STORE_OK);
+    CHECK_INT(upload_offset(u), ==, 3);
+    CHECK_INT(upload_write(u, "lo", 2), ==, STORE_OK);
+    struct digest wrong, right;
+    CHECK_INT(digest_of(DIGEST_SHA256, "hellx", 5, &wrong), ==, STORE_OK);
+    CHECK_INT(upload_commit(u, &wrong), ==, STORE_EDIGEST);
+    int fd;
+    uint64_t size;
+    CHECK_INT(blobstore_blob_open(bs, &wrong, &fd, &size), ==, STORE_ENOENT);
+    /* committing with another algorithm rehashes the data */
+    CHECK_INT(digest_of(DIGEST_SHA512, "hello", 5, &right), ==, STORE_OK);
+    CHECK_INT(upload_commit(u, &right), ==, STORE_OK);
+    upload_close(u);
+    CHECK_INT(blobstore_blob_open(bs, &right, &fd, &size), ==, STORE_OK);
+    CHECK_INT(size, ==, 5);
+    char buf[8] = {0};
+    CHECK_INT(read(fd, buf, sizeof(buf)), ==, 5);
+    CHECK_STR(buf, "hello");
+    close(fd);
+    /* the session's data file is gone */
+    CHECK_INT(upload_open(bs, id, DIGEST_SHA256, false, &u), ==, STORE_ENOENT);
+    CHECK_INT(upload_open(bs, "../../x", DIGEST_SHA256, true, &u), ==, STORE_EINVAL);
+    blobstore_close(bs);
+}
+
+static struct index *open_index(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/index", tmpdir);
+    struct index *idx = NULL;
+    CHECK_INT(index_open(&idx, dir, 64u << 20), ==, STORE_OK);
+    return idx;
+}
+
+static int collect(const char *name, size_t len, void *arg)
+{
+    char *out = arg;
+    strncat(out, name, len);
+    strcat(out, ",");
+    return 0;
+}
+
+static void test_index_blobs_and_lists(void)
+{
+    fresh_dir();
+    struct index *idx = open_index();
+    struct digest d;
+    CHECK_INT(digest_of(DIGEST_SHA256, "x", 1, &d), ==, STORE_OK);
+    uint64_t size = 1;
+    CHECK_INT(index_blob_link(idx, "a", &d, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_blob_linked(idx, "a", &d, &size), ==, STORE_OK);
+    CHECK_INT(size, ==, 1);
+    CHECK_INT(index_blob_linked(idx, "b", &d, &size), ==, STORE_ENOENT);
+    /* mount: only from a repository that has it */
+    size = 0;
+    CHECK_INT(index_blob_link(idx, "c", &d, &size, "b"), ==, STORE_ENOENT);
+    CHECK_INT(index_blob_link(idx, "c", &d, &size, "a"), ==, STORE_OK);
+    CHECK_INT(size, ==, 1);
+    CHECK_INT(index_blob_unlink(idx, "a", &d), ==, STORE_OK);
+    CHECK_INT(index_blob_unlink(idx, "a", &d), ==, STORE_ENOENT);
+    CHECK_INT(index_blob_linked(idx, "c", &d, &size), ==, STORE_OK);
+
+    char out[256] = "";
+    bool more;
+    CHECK_INT(index_repos_list(idx, NULL, 10, collect, out, &more), ==, STORE_OK);
+    CHECK_STR(out, "a,c,");
+    CHECK(!more);
+    out[0] = '\0';
+    CHECK_INT(index_repos_list(idx, NULL, 1, collect, out, &more), ==, STORE_OK);
+    CHECK_STR(out, "a,");
+    CHECK(more);
+    out[0] = '\0';
+    CHECK_INT(index_repos_list(idx, "a", 1, collect, out, &more), ==, STORE_OK);
+    CHECK_STR(out, "c,");
+    CHECK(!more);
+    CHECK_INT(index_tags_list(idx, "zz", NULL, 10, collect, out, &more), ==, STORE_ENOENT);
+
+    struct index_upload up = {.alg = DIGEST_SHA512, .created = 7}, got;
+    strcpy(up.repo, "a/b");
+    CHECK_INT(index_upload_put(idx, "0123456789abcdef0123456789abcdef", &up), ==, STORE_OK);
+    CHECK_INT(index_upload_get(idx, "0123456789abcdef0123456789abcdef", &got), ==, STORE_OK);
+    CHECK_STR(got.repo, "a/b");
+    CHECK_INT(got.alg, ==, DIGEST_SHA512);
+    CHECK_INT(index_upload_del(idx, "0123456789abcdef0123456789abcdef"), ==, STORE_OK);
+    CHECK_INT(index_upload_get(idx, "0123456789abcdef0123456789abcdef", &got), ==, STORE_ENOENT);
+    index_close(idx);
+}
+
+static int count_referrers(const struct index_referrer *r, void *arg)
+{
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_index_manifests(void)
+{
+    fresh_dir();
+    struct index *idx = open_index();
+    struct digest cfg;
+    CHECK_INT(digest_of(DIGEST_SHA256, "{}", 2, &cfg), ==, STORE_OK);
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"a/b\","
+             "\"digest\":\"%s\",\"size\":2},\"layers\":[]}",
+             MT_OCI_MANIFEST, cfg.str);
+    struct manifest_info info;
+    const char *why;
+    CHECK_INT(manifest_parse(NULL, S(buf), &info, &why), ==, STORE_OK);
+    const char *tags[] = {"v1", "latest"};
+    struct index_manifest_put m = {.repo = "r", .info = &info, .bytes = buf, .len = strlen(buf),
+                                   .tags = tags, .ntags = 2};
+    CHECK_INT(digest_of(DIGEST_SHA256, buf, strlen(buf), &m.digest), ==, STORE_OK);
+    size_t bad = 99;
+    /* the config blob is not in the repository yet */
+    CHECK_INT(index_manifest_put(idx, &m, &bad), ==, STORE_ENOENT);
+    CHECK_INT(bad, ==, 0);
+    CHECK(!index_repo_exists(idx, "r"));
+    uint64_t size = 3;
+    CHECK_INT(index_blob_link(idx, "r", &cfg, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_manifest_put(idx, &m, &bad), ==, STORE_ERANGE);
+    CHECK_INT(index_blob_unlink(idx, "r", &cfg), ==, STORE_OK);
+    size = 2;
+    CHECK_INT(index_blob_link(idx, "r", &cfg, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_manifest_put(idx, &m, &bad), ==, STORE_OK);
+
+    struct digest t;
+    CHECK_INT(index_tag_get(idx, "r", "latest", &t), ==, STORE_OK);
+    CHECK(digest_equal(&t, &m.digest));
+    struct index_manifest got;
+    CHECK_INT(index_manifest_get(idx, "r", &t, true, &got), ==, STORE_OK);
+    CHECK_INT(got.size, ==, strlen(buf));
+    CHECK(memcmp(got.bytes, buf, got.size) == 0);
+    CHECK_STR(got.media_type, MT_OCI_MANIFEST);
+    free(got.bytes);
+
+    char out[256] = "";
+    bool more;
+    CHECK_INT(index_tags_list(idx, "r", NULL, 10, collect, out, &more), ==, STORE_OK);
+    CHECK_STR(out, "latest,v1,");
+
+    /* a referrer of it */
+    char ref[1024];
+    snprintf(ref, sizeof(ref),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"artifactType\":\"x/sig\",\"config\":"
+             "{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":2},\"subject\":{\"mediaType\":"
+             "\"%s\",\"digest\":\"%s\",\"size\":%zu}}",
+             MT_OCI_MANIFEST, cfg.str, MT_OCI_MANIFEST, m.digest.str, strlen(buf));
+    struct manifest_info rinfo;
+    CHECK_INT(manifest_parse(NULL, S(ref), &rinfo, &why), ==, STORE_OK);
+    struct index_manifest_put rm = {.repo = "r", .info = &rinfo, .bytes = ref, .len = strlen(ref)};
+    CHECK_INT(digest_of(DIGEST_SHA256, ref, strlen(ref), &rm.digest), ==, STORE_OK);
+    CHECK_INT(index_manifest_put(idx, &rm, &bad), ==, STORE_OK);
+    int n = 0;
+    CHECK_INT(index_referrers_list(idx, "r", &m.digest, count_referrers, &n), ==, STORE_OK);
+    CHECK_INT(n, ==, 1);
+
+    /* deleting the manifest drops its tags; deleting the referrer drops the entry */
+    CHECK_INT(index_manifest_delete(idx, "r", &m.digest), ==, STORE_OK);
+    CHECK_INT(index_tag_get(idx, "r", "latest", &t), ==, STORE_ENOENT);
+    CHECK_INT(index_tag_get(idx, "r", "v1", &t), ==, STORE_ENOENT);
+    CHECK_INT(index_manifest_get(idx, "r", &m.digest, false, &got), ==, STORE_ENOENT);
+    CHECK_INT(index_manifest_delete(idx, "r", &m.digest), ==, STORE_ENOENT);
+    CHECK_INT(index_manifest_delete(idx, "r", &rm.digest), ==, STORE_OK);
+    n = 0;
+    CHECK_INT(index_referrers_list(idx, "r", &m.digest, count_referrers, &n), ==, STORE_OK);
+    CHECK_INT(n, ==, 0);
+    manifest_info_free(&info);
+    manifest_info_free(&rinfo);
+    index_close(idx);
+}
+
+int main(void)
+{
+    RUN(test_names);
+    RUN(test_digests);
+    RUN(test_manifest_parse);
+    RUN(test_uploads);
+    RUN(test_index_blobs_and_lists);
+    RUN(test_index_manifests);
+    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
