@@ -71,7 +71,8 @@ static bool page_args(struct request *r, size_t *n, const char **last, enum MHD_
 /* Link: <path?n=N&last=LAST>; rel="next" (names and tags need no escaping). */
 static void next_link(char *buf, size_t cap, const char *path, size_t n, json_t *arr)
 {
-    json_t *lastv = json_array_get(arr, json_array_size(arr) - 1);
+    size_t count = json_array_size(arr);
+    json_t *lastv = count > 0 ? json_array_get(arr, count - 1) : NULL;
     snprintf(buf, cap, "<%s?n=%zu&last=%s>; rel=\"next\"", path, n,
              lastv ? json_string_value(lastv) : "");
 }

@@ -151,8 +151,33 @@ static enum MHD_Result put_done(struct request *r)
     return reply_blob_created(r, &r->put_digest);
 }
 
+/* Creates the session file and its index record; the caller holds r->up on success. */
+static enum store_err session_create(struct request *r, enum digest_alg alg, bool with_record)
+{
+    struct server *srv = r->srv;
+    if (!upload_id_new(r->upload_id))
+        return STORE_EIO;
+    enum store_err rc =
+        upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up);
+    if (rc != STORE_OK || !with_record)
+        return rc;
+    struct index_upload rec = {.alg = alg, .created = (uint64_t)time(NULL)};
+    memcpy(rec.repo, r->name, sizeof(rec.repo));
+    rc = index_upload_put(srv->idx, r->upload_id, &rec);
+    if (rc != STORE_OK) {
+        r->monolithic = true; /* no record to remove */
+        discard_session(r);
+    }
+    return rc;
+}
+
+/* POST without a digest: the session is made only once the request is complete, so a
+ * refused or abandoned POST leaves nothing behind. */
 static enum MHD_Result post_done(struct request *r)
 {
+    enum store_err rc = session_create(r, r->post_alg, true);
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "upload create");
     uint64_t offset = upload_offset(r->up);
     release(r, true);
     r->succeeded = true;
@@ -208,9 +233,11 @@ static enum MHD_Result upload_start(struct request *r)
         struct digest md;
         if (digest_parse(&md, mount, strlen(mount)) != STORE_OK)
             return reply_error(r, API_DIGEST_INVALID, "invalid mount digest");
-        if (from != NULL && name_valid(from, strlen(from))) {
+        /* without from: a blob this registry holds in any repository (automatic discovery) */
+        if (from == NULL || name_valid(from, strlen(from))) {
             uint64_t size = 0;
-            enum store_err rc = index_blob_link(srv->idx, r->name, &md, &size, from);
+            enum store_err rc =
+                index_blob_link(srv->idx, r->name, &md, &size, from != NULL ? from : "");
             if (rc == STORE_OK)
                 return reply_blob_created(r, &md);
             if (rc != STORE_ENOENT)
@@ -231,31 +258,22 @@ static enum MHD_Result upload_start(struct request *r)
         alg = r->put_digest.alg;
         r->monolithic = true;
     }
-    if (!upload_id_new(r->upload_id))
-        return reply_store_error(r, STORE_EIO, "upload id");
-    enum store_err rc = upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up);
-    if (rc != STORE_OK)
-        return reply_store_error(r, rc, "upload create");
-    if (r->monolithic) {
-        bool failed;
-        enum MHD_Result ret = check_chunk_headers(r, &failed);
-        if (failed) {
-            discard_session(r);
-            return ret;
-        }
-        r->on_body = body_write;
-        r->on_done = put_done;
+    if (!r->monolithic) {
+        r->post_alg = alg;
+        r->on_done = post_done;
         return MHD_YES;
     }
-    struct index_upload rec = {.alg = alg, .created = (uint64_t)time(NULL)};
-    memcpy(rec.repo, r->name, sizeof(rec.repo));
-    rc = index_upload_put(srv->idx, r->upload_id, &rec);
-    if (rc != STORE_OK) {
-        r->monolithic = true; /* no record to remove */
+    enum store_err rc = session_create(r, alg, false);
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "upload create");
+    bool failed;
+    enum MHD_Result ret = check_chunk_headers(r, &failed);
+    if (failed) {
         discard_session(r);
-        return reply_store_error(r, rc, "upload record");
+        return ret;
     }
-    r->on_done = post_done;
+    r->on_body = body_write;
+    r->on_done = put_done;
     return MHD_YES;
 }
 
@@ -283,8 +301,15 @@ enum MHD_Result api_upload_prepare(struct request *r)
         (void)index_upload_del(srv->idx, r->upload_id);
         return reply_error(r, API_BLOB_UPLOAD_UNKNOWN, "upload data is gone");
     }
-    if (rc == STORE_EBUSY)
-        return reply_error(r, API_BLOB_UPLOAD_INVALID, "upload is in use by another request");
+    if (rc == STORE_EBUSY) {
+        /* another request is writing to it: report what has been acknowledged so far */
+        uint64_t acked = upload_cache_acked(srv->uploads, r->upload_id);
+        if (r->method == M_GET)
+            return reply_session(r, MHD_HTTP_NO_CONTENT, acked);
+        if (r->method == M_DELETE)
+            return reply_error(r, API_BLOB_UPLOAD_INVALID, "upload is in use by another request");
+        return reply_range_error(r, acked, "upload is in use by another request");
+    }
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "upload open");
 
@@ -301,6 +326,12 @@ enum MHD_Result api_upload_prepare(struct request *r)
         return reply(r, MHD_HTTP_NO_CONTENT, resp_empty());
     case M_PATCH:
     case M_PUT: {
+        /* a chunk that fails or is cut off rolls back to here */
+        rc = upload_mark(r->up);
+        if (rc != STORE_OK) {
+            release(r, true);
+            return reply_store_error(r, rc, "upload mark");
+        }
         enum MHD_Result ret = check_chunk_headers(r, &failed);
         if (failed) {
             release(r, true);

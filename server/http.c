@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <jansson.h>
 
 #include "server/http.h"
+#include "server/httpparse.h"
 #include "server/log.h"
 
 #define CONN_MEMORY_LIMIT (1u << 20)
@@ -119,38 +121,86 @@ static enum MHD_Result api_base(struct request *r)
     return reply(r, MHD_HTTP_OK, resp);
 }
 
-static enum MHD_Result not_allowed(struct request *r)
-{
-    return reply_error(r, API_UNSUPPORTED, "method not allowed on this endpoint");
-}
-
-static bool method_in(enum method m, unsigned mask)
-{
-    return (mask & (1u << m)) != 0;
-}
-
 #define MB(m) (1u << (m))
+
+/* The methods each route answers. */
+static unsigned route_methods(enum route_kind kind)
+{
+    switch (kind) {
+    case ROUTE_BASE:
+    case ROUTE_CATALOG:
+    case ROUTE_TAGS:
+    case ROUTE_REFERRERS:
+        return MB(M_GET) | MB(M_HEAD);
+    case ROUTE_BLOB:
+        return MB(M_GET) | MB(M_HEAD) | MB(M_DELETE);
+    case ROUTE_MANIFEST:
+        return MB(M_GET) | MB(M_HEAD) | MB(M_PUT) | MB(M_DELETE);
+    case ROUTE_UPLOAD_START:
+        return MB(M_POST);
+    case ROUTE_UPLOAD:
+        return MB(M_GET) | MB(M_PATCH) | MB(M_PUT) | MB(M_DELETE);
+    case ROUTE_NONE:
+        break;
+    }
+    return 0;
+}
+
+static enum MHD_Result not_allowed(struct request *r, unsigned mask)
+{
+    static const char *const names[] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"};
+    char allow[64] = "";
+    size_t len = 0;
+    for (int m = 0; m < (int)(sizeof(names) / sizeof(names[0])); m++) {
+        if ((mask & MB(m)) == 0)
+            continue;
+        int n = snprintf(allow + len, sizeof(allow) - len, "%s%s", len ? ", " : "", names[m]);
+        if (n > 0 && (size_t)n < sizeof(allow) - len)
+            len += (size_t)n;
+    }
+    struct MHD_Response *resp = resp_error(r, API_UNSUPPORTED, "method not allowed on this endpoint");
+    if (resp != NULL)
+        resp_header(resp, "Allow", allow);
+    return reply(r, api_err_status(API_UNSUPPORTED), resp);
+}
+
+/* Counts Content-Length and Transfer-Encoding headers. */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    unsigned *counts = cls;
+    if (strcasecmp(key, "Content-Length") == 0)
+        counts[0]++;
+    else if (strcasecmp(key, "Transfer-Encoding") == 0)
+        counts[1]++;
+    return MHD_YES;
+}
 
 /* Validates the path's name and reference and picks the handler. */
 static enum MHD_Result begin(struct request *r, const char *url)
 {
+    /* ambiguous framing is how requests are smuggled past a proxy: refuse it */
+    unsigned framing[2] = {0, 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_framing, framing);
+    if (framing[0] > 1 || framing[1] > 1 || (framing[0] && framing[1]))
+        return reply_error(r, API_SIZE_INVALID, "conflicting Content-Length / Transfer-Encoding");
+
     route_parse(url, &r->route);
     const struct route *rt = &r->route;
-    switch (rt->kind) {
-    case ROUTE_NONE:
+    if (rt->kind == ROUTE_NONE)
         return reply_error(r, API_NOT_FOUND, NULL);
-    case ROUTE_BASE:
-        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
-            return not_allowed(r);
+    unsigned allowed = route_methods(rt->kind);
+    if (r->method == M_OTHER || (allowed & MB(r->method)) == 0)
+        return not_allowed(r, allowed);
+    if (rt->kind == ROUTE_BASE) {
         r->on_done = api_base;
         return MHD_YES;
-    case ROUTE_CATALOG:
-        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
-            return not_allowed(r);
+    }
+    if (rt->kind == ROUTE_CATALOG) {
         r->on_done = api_catalog;
         return MHD_YES;
-    default:
-        break;
     }
     if (!name_valid(rt->name, rt->name_len))
         return reply_error(r, API_NAME_INVALID, "repository name does not match the grammar");
@@ -179,34 +229,22 @@ static enum MHD_Result begin(struct request *r, const char *url)
     }
     switch (rt->kind) {
     case ROUTE_TAGS:
-        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
-            return not_allowed(r);
         r->on_done = api_tags;
         return MHD_YES;
     case ROUTE_REFERRERS:
-        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD)))
-            return not_allowed(r);
         r->on_done = api_referrers;
         return MHD_YES;
     case ROUTE_BLOB:
-        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD) | MB(M_DELETE)))
-            return not_allowed(r);
         r->on_done = api_blob;
         return MHD_YES;
     case ROUTE_MANIFEST:
-        if (!method_in(r->method, MB(M_GET) | MB(M_HEAD) | MB(M_PUT) | MB(M_DELETE)))
-            return not_allowed(r);
         return api_manifest_prepare(r);
     case ROUTE_UPLOAD_START:
-        if (r->method != M_POST)
-            return not_allowed(r);
         return api_upload_prepare(r);
     case ROUTE_UPLOAD:
         if (!upload_id_valid(r->ref, rt->ref_len))
             return reply_error(r, API_BLOB_UPLOAD_UNKNOWN, NULL);
         memcpy(r->upload_id, r->ref, UPLOAD_ID_LEN + 1);
-        if (!method_in(r->method, MB(M_GET) | MB(M_PATCH) | MB(M_PUT) | MB(M_DELETE)))
-            return not_allowed(r);
         return api_upload_prepare(r);
     default:
         return reply_error(r, API_NOT_FOUND, NULL);
@@ -268,6 +306,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_sub(&srv->inflight, 1);
 }
 
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return url_unescape(s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -276,7 +321,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n > 0 && line[n - 1] == '\n')
         line[--n] = '\0';
-    log_warn("http: %s", line);
+    /* malformed requests (TLS probes of plain HTTP, bad framing) are the client's problem */
+    if (strncmp(line, "Error processing request", 24) == 0 ||
+        strncmp(line, "Connection was closed by remote side", 36) == 0)
+        log_debug("http: %s", line);
+    else
+        log_warn("http: %s", line);
 }
 
 /* ---- listening ---- */
@@ -420,11 +470,13 @@ int server_start(struct server **out, const struct server_config *cfg)
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > 0 ? (unsigned)(2 * cores) : 2;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    /* poll, not epoll: libmicrohttpd 0.9.75's epoll mode misses a peer's close that follows
+     * its data at once, leaving the connection open until the idle timeout */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,

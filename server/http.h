@@ -67,6 +67,7 @@ struct request {
     bool has_put_digest;
     struct digest put_digest;
     bool monolithic; /* POST ?digest=: the session exists only for this request */
+    enum digest_alg post_alg;
 
     /* manifest bodies */
     char *buf;
@@ -115,7 +116,7 @@ enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs
                                     enum digest_alg alg, bool create, struct upload **out);
 /* Gives the handle back (keep) or closes it (the session ended). TAKES u. */
 void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep);
-/* Forgets a session that is not in use (cancelled or finished elsewhere). */
-void upload_cache_forget(struct upload_cache *c, const char *id);
+/* The offset of session id when it was last released (0 when unknown). */
+uint64_t upload_cache_acked(struct upload_cache *c, const char *id);
 
 #endif

@@ -2,6 +2,17 @@
 
 #include "server/httpparse.h"
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool parse_u64(const char *s, size_t len, uint64_t *out)
 {
     if (len == 0 || len > 20)
@@ -29,7 +40,8 @@ bool parse_content_range(const char *s, uint64_t *start, uint64_t *end)
     uint64_t a, b;
     if (!parse_u64(s, (size_t)(dash - s), &a) || !parse_u64(dash + 1, strlen(dash + 1), &b))
         return false;
-    if (a > b)
+    /* end + 1 must not wrap: a chunk of 2^64 bytes is no chunk */
+    if (a > b || b == UINT64_MAX)
         return false;
     *start = a;
     *end = b;
@@ -72,8 +84,10 @@ enum range_result parse_range(const char *hdr, uint64_t size, uint64_t *first, u
     if (blen == 0) {
         b = size == 0 ? 0 : size - 1;
     } else {
-        if (!parse_u64(dash + 1, blen, &b) || b < a)
+        if (!parse_u64(dash + 1, blen, &b))
             return RANGE_NONE;
+        if (b < a)
+            return RANGE_UNSATISFIABLE; /* an inverted range can never be served */
         if (b >= size)
             b = size - 1;
     }
@@ -82,4 +96,21 @@ enum range_result parse_range(const char *hdr, uint64_t size, uint64_t *first, u
     *first = a;
     *len = b - a + 1;
     return RANGE_OK;
+}
+
+size_t url_unescape(char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in != '\0'; in++) {
+        int hi, lo;
+        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
 }

@@ -22,4 +22,11 @@ enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
  */
 enum range_result parse_range(const char *hdr, uint64_t size, uint64_t *first, uint64_t *len);
 
+/*
+ * Decodes %XX escapes of a URL path or query value in place and returns the new length.
+ * "%00" is left as it is, so a decoded string never holds a NUL that would cut it short;
+ * the '%' left behind fails every name, tag and digest grammar.
+ */
+size_t url_unescape(char *s);
+
 #endif

@@ -13,6 +13,7 @@ struct slot {
     bool busy;
     char id[UPLOAD_ID_LEN + 1];
     struct upload *u; /* NULL while busy */
+    uint64_t acked;   /* offset when last released */
     time_t last;
 };
 
@@ -82,6 +83,7 @@ enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs
         s->u = NULL;
         s->busy = true;
     } else {
+        /* opened from disk below: its acked offset is not known until release */
         s = free_slot(c, &evicted);
         if (s != NULL) {
             s->used = true;
@@ -118,6 +120,7 @@ void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep)
     pthread_mutex_lock(&c->mu);
     struct slot *s = find(c, upload_id(u));
     if (s != NULL && keep) {
+        s->acked = upload_offset(u);
         s->u = u;
         s->busy = false;
         s->last = time(NULL);
@@ -129,15 +132,11 @@ void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep)
     upload_close(u);
 }
 
-void upload_cache_forget(struct upload_cache *c, const char *id)
+uint64_t upload_cache_acked(struct upload_cache *c, const char *id)
 {
-    struct upload *u = NULL;
     pthread_mutex_lock(&c->mu);
     struct slot *s = find(c, id);
-    if (s != NULL && !s->busy) {
-        u = s->u;
-        memset(s, 0, sizeof(*s));
-    }
+    uint64_t acked = s != NULL ? s->acked : 0;
     pthread_mutex_unlock(&c->mu);
-    upload_close(u);
+    return acked;
 }

@@ -332,6 +332,21 @@ static int link_get(struct index *idx, MDB_txn *txn, const char *repo, const str
     return 0;
 }
 
+static int blob_get(struct index *idx, MDB_txn *txn, const struct digest *d, uint64_t *size,
+                    uint32_t *refs)
+{
+    struct key k;
+    key1(&k, d->str);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_BLOBS], &k.val, &v);
+    if (rc != 0)
+        return rc;
+    struct rrec r = rrec_of(&v);
+    *size = get_u64(&r);
+    *refs = get_u32(&r);
+    return r.bad ? MDB_CORRUPTED : 0;
+}
+
 /* Adjusts the link count of blob d by delta, creating its record on first link. */
 static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uint64_t size,
                     int delta)
@@ -373,7 +388,14 @@ enum store_err index_blob_link(struct index *idx, const char *repo, const struct
     if (rc != 0)
         return map_mdb(rc);
     uint64_t sz = *size;
-    if (from != NULL) {
+    if (from != NULL && from[0] == '\0') {
+        uint32_t refs = 0;
+        rc = blob_get(idx, txn, d, &sz, &refs);
+        if (rc == 0 && refs == 0)
+            rc = MDB_NOTFOUND;
+        if (rc != 0)
+            return txn_end(txn, rc);
+    } else if (from != NULL) {
         rc = link_get(idx, txn, from, d, &sz);
         if (rc != 0)
             return txn_end(txn, rc);
@@ -797,6 +819,10 @@ static int list_prefixed(struct index *idx, MDB_txn *txn, enum dbi db, const cha
     MDB_val k = {slen, start}, v;
     size_t count = 0;
     *more = false;
+    if (n == 0) {
+        mdb_cursor_close(cur);
+        return 0;
+    }
     rc = mdb_cursor_get(cur, &k, &v, slen ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0) {
         if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)

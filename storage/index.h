@@ -39,7 +39,8 @@ void index_close(struct index *idx); /* NULL is a no-op */
 /*
  * Links blob d (of `size` bytes, already in the blob store) into repo. With `from` set, this
  * is a mount: the blob must be linked in `from` (STORE_ENOENT otherwise) and its size is
- * taken from there (*size is written). Linking twice is not an error.
+ * taken from there (*size is written). With `from` the empty string, the blob may be linked
+ * in any repository (a mount without a source). Linking twice is not an error.
  */
 enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
                                uint64_t *size, const char *from);

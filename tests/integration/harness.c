@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,6 +38,8 @@ static void spawn(struct srv *s, const char *const *extra)
     s->pid = fork();
     CHECK(s->pid != -1);
     if (s->pid == 0) {
+        /* a test that aborts must not leave its server running */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -312,4 +318,34 @@ void expect_resp(const struct resp *r, long status, const char *code, const char
                 status, code ? code : "", r->status, r->headers, r->body);
         abort();
     }
+}
+
+char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd != -1);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, bytes + off, len - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server may answer and close before taking it all */
+        off += (size_t)n;
+    }
+    if (half_close)
+        shutdown(fd, SHUT_WR);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct growbuf b = {NULL, 0};
+    char buf[4096];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            break;
+        on_data(buf, 1, (size_t)n, &b);
+    }
+    close(fd);
+    return b.p != NULL ? b.p : strdup("");
 }

@@ -6,6 +6,7 @@
 #ifndef OCIREG_TESTS_HARNESS_H
 #define OCIREG_TESTS_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -45,6 +46,12 @@ struct resp *http(struct srv *s, const char *method, const char *path, const cha
 struct resp *http_chunked(struct srv *s, const char *method, const char *path,
                           const char *const *hdrs, const void *body, size_t len);
 void resp_free(struct resp *r);
+
+/*
+ * Sends raw bytes on a new connection, then (with half_close) shuts the write side, and
+ * returns everything the server sent until it closed or 10 s passed. OWNED (free()).
+ */
+char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close);
 
 /* Value of a response header (case-insensitive name), copied into buf; NULL if absent. */
 const char *resp_hdr(const struct resp *r, const char *name, char *buf, size_t cap);

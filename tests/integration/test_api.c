@@ -57,6 +57,38 @@ static struct resp *put_manifest(const char *repo, const char *ref, const char *
     return req("PUT", path, (const char *[]){cth, NULL}, body, strlen(body));
 }
 
+/* POST a new upload session of repo; its Location into loc. */
+static void start_upload(const char *repo, char *loc, size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/", repo);
+    struct resp *r = req("POST", path, NULL, "", 0);
+    EXPECT(r, 202, NULL);
+    CHECK(resp_hdr(r, "Location", loc, cap) != NULL);
+    resp_free(r);
+}
+
+/* GET the session status and check its Range. */
+static void expect_range(const char *loc, const char *range)
+{
+    char h[64];
+    struct resp *r = req("GET", loc, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    CHECK_STR(resp_hdr(r, "Range", h, sizeof(h)), range);
+    resp_free(r);
+}
+
+/* Closes the session with a bodiless PUT carrying the digest of `all`. */
+static void finish_upload(const char *loc, const char *all)
+{
+    char d[80], path[700];
+    sha256_str(all, strlen(all), d);
+    snprintf(path, sizeof(path), "%s?digest=%s", loc, d);
+    struct resp *r = req("PUT", path, NULL, NULL, 0);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+}
+
 static const char CFG[] = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
 static const char LAYER[] = "layer-bytes-0123456789";
 
@@ -211,9 +243,8 @@ static void test_blob_big_streamed(void)
         data[i] = (char)(i * 2654435761u >> 13);
     char d[80], loc[512], path[700];
     sha256_str(data, n, d);
-    struct resp *r = req("POST", "/v2/big/blobs/uploads/", NULL, "", 0);
-    resp_hdr(r, "Location", loc, sizeof(loc));
-    resp_free(r);
+    struct resp *r;
+    start_upload("big", loc, sizeof(loc));
     r = http_chunked(&S, "PATCH", loc, NULL, data, n);
     EXPECT(r, 202, NULL);
     resp_free(r);
@@ -239,9 +270,7 @@ static void test_blob_digest_mismatch(void)
     struct resp *r = req("POST", path, NULL, "actual", 6);
     EXPECT(r, 400, "DIGEST_INVALID");
     resp_free(r);
-    r = req("POST", "/v2/mis/blobs/uploads/", NULL, "", 0);
-    resp_hdr(r, "Location", loc, sizeof(loc));
-    resp_free(r);
+    start_upload("mis", loc, sizeof(loc));
     snprintf(path, sizeof(path), "%s?digest=%s", loc, d);
     r = req("PUT", path, NULL, "actual", 6);
     EXPECT(r, 400, "DIGEST_INVALID");
@@ -256,9 +285,7 @@ static void test_blob_digest_mismatch(void)
     EXPECT(r, 404, NULL);
     resp_free(r);
     /* PUT without a digest, or with a malformed one */
-    r = req("POST", "/v2/mis/blobs/uploads/", NULL, "", 0);
-    resp_hdr(r, "Location", loc, sizeof(loc));
-    resp_free(r);
+    start_upload("mis", loc, sizeof(loc));
     r = req("PUT", loc, NULL, "x", 1);
     EXPECT(r, 400, "DIGEST_INVALID");
     resp_free(r);
@@ -276,9 +303,8 @@ static void test_blob_digest_mismatch(void)
 static void test_upload_ids(void)
 {
     char loc[512], path[700];
-    struct resp *r = req("POST", "/v2/owner/blobs/uploads/", NULL, "", 0);
-    resp_hdr(r, "Location", loc, sizeof(loc));
-    resp_free(r);
+    struct resp *r;
+    start_upload("owner", loc, sizeof(loc));
     const char *id = strrchr(loc, '/') + 1;
     /* the id of another repository's session */
     snprintf(path, sizeof(path), "/v2/thief/blobs/uploads/%s", id);
@@ -321,6 +347,21 @@ static void test_mount(void)
     resp_free(r);
     /* from a repository without the blob: an ordinary upload session */
     snprintf(path, sizeof(path), "/v2/dst2/blobs/uploads/?mount=%s&from=nowhere", d);
+    r = req("POST", path, NULL, "", 0);
+    EXPECT(r, 202, NULL);
+    CHECK(resp_hdr(r, "Location", h, sizeof(h)) != NULL);
+    resp_free(r);
+    r = req("DELETE", h, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    resp_free(r);
+    /* without from: any repository holding it will do */
+    snprintf(path, sizeof(path), "/v2/dst3/blobs/uploads/?mount=%s", d);
+    r = req("POST", path, NULL, "", 0);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    char unknown[80];
+    sha256_str("held by nobody", 14, unknown);
+    snprintf(path, sizeof(path), "/v2/dst3/blobs/uploads/?mount=%s", unknown);
     r = req("POST", path, NULL, "", 0);
     EXPECT(r, 202, NULL);
     CHECK(resp_hdr(r, "Location", h, sizeof(h)) != NULL);
@@ -500,7 +541,8 @@ static void test_bad_names(void)
     static const char *const names[] = {
         "/v2/UPPER/manifests/t",   "/v2/a/../b/manifests/t", "/v2/a/./b/manifests/t",
         "/v2/a//b/manifests/t",    "/v2/a%2fb/manifests/t",  "/v2/a%00b/manifests/t",
-        "/v2/-a/manifests/t",      "/v2/a_/tags/list",       "/v2/a..b/blobs/uploads/",
+        "/v2/-a/manifests/t",      "/v2/a_/tags/list",       "/v2/a..b/manifests/t",
+        "/v2/a/manifests/t%00x",   "/v2/a%00/tags/list",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         struct resp *r = req("GET", names[i], NULL, NULL, 0);
@@ -509,7 +551,7 @@ static void test_bad_names(void)
             abort();
         }
         if (r->status == 400)
-            CHECK(strstr(r->body, "NAME_INVALID") != NULL);
+            CHECK(strstr(r->body, "NAME_INVALID") != NULL || strstr(r->body, "TAG_INVALID") != NULL);
         resp_free(r);
     }
     char longpath[5000];
@@ -531,6 +573,18 @@ static void test_bad_names(void)
     resp_free(r);
     r = req("GET", "/v2/a/referrers/notadigest", NULL, NULL, 0);
     EXPECT(r, 400, "DIGEST_INVALID");
+    resp_free(r);
+    r = req("POST", "/v2/a..b/blobs/uploads/", NULL, "", 0);
+    EXPECT(r, 400, "NAME_INVALID");
+    resp_free(r);
+    r = req("OPTIONS", "/v2/a/manifests/t", NULL, NULL, 0);
+    EXPECT(r, 405, "UNSUPPORTED");
+    char h[64];
+    CHECK_STR(resp_hdr(r, "Allow", h, sizeof(h)), "GET, HEAD, PUT, DELETE");
+    resp_free(r);
+    /* a POST that carries a body it should not have leaves no session behind */
+    r = req("POST", "/v2/a/blobs/uploads/", NULL, "unexpected", 10);
+    CHECK(r->status >= 400);
     resp_free(r);
     CHECK_INT(count_files(S.root, "uploads"), ==, 0);
 }
@@ -556,6 +610,7 @@ static void test_lists(void)
     resp_free(r);
     r = req("GET", "/v2/list/a/tags/list?n=0", NULL, NULL, 0);
     CHECK_STR(r->body, "{\"name\":\"list/a\",\"tags\":[]}");
+    CHECK(resp_hdr(r, "Link", h, sizeof(h)) == NULL);
     resp_free(r);
     r = req("GET", "/v2/list/a/tags/list?n=x", NULL, NULL, 0);
     EXPECT(r, 400, "PAGINATION_NUMBER_INVALID");
@@ -672,9 +727,8 @@ static void test_restart_keeps_state(void)
 {
     char loc[512], path[700], md[80], body[2048], d[80];
     push_image("dur/app", "v1", md, body, sizeof(body));
-    struct resp *r = req("POST", "/v2/dur/app/blobs/uploads/", NULL, "", 0);
-    resp_hdr(r, "Location", loc, sizeof(loc));
-    resp_free(r);
+    struct resp *r;
+    start_upload("dur/app", loc, sizeof(loc));
     r = req("PATCH", loc, (const char *[]){"Content-Range: 0-5", NULL}, "before", 6);
     EXPECT(r, 202, NULL);
     resp_free(r);
@@ -685,19 +739,12 @@ static void test_restart_keeps_state(void)
     EXPECT(r, 200, NULL);
     CHECK_STR(r->body, body);
     resp_free(r);
-    char h[64];
-    r = req("GET", loc, NULL, NULL, 0);
-    EXPECT(r, 204, NULL);
-    CHECK_STR(resp_hdr(r, "Range", h, sizeof(h)), "0-5");
-    resp_free(r);
+    expect_range(loc, "0-5");
     r = req("PATCH", loc, (const char *[]){"Content-Range: 6-10", NULL}, "after", 5);
     EXPECT(r, 202, NULL);
     resp_free(r);
+    finish_upload(loc, "beforeafter");
     sha256_str("beforeafter", 11, d);
-    snprintf(path, sizeof(path), "%s?digest=%s", loc, d);
-    r = req("PUT", path, NULL, NULL, 0);
-    EXPECT(r, 201, NULL);
-    resp_free(r);
     srv_stop(&S);
     srv_restart(&S, (const char *[]){"--max-manifest-size", "65536", NULL});
     snprintf(path, sizeof(path), "/v2/dur/app/blobs/%s", d);
@@ -705,6 +752,57 @@ static void test_restart_keeps_state(void)
     EXPECT(r, 200, NULL);
     CHECK_STR(r->body, "beforeafter");
     resp_free(r);
+}
+
+/* A cut-off chunk rolls back to the last acknowledged offset, never further. */
+static void test_cut_chunks_keep_acked_data(void)
+{
+    char loc[512], raw[1024];
+    struct resp *r;
+    start_upload("cut", loc, sizeof(loc));
+    r = req("PATCH", loc, (const char *[]){"Content-Range: 0-4", NULL}, "01234", 5);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    r = req("PATCH", loc, (const char *[]){"Content-Range: 5-9", NULL}, "56789", 5);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    /* declares 100 bytes, sends 3, hangs up */
+    int n = snprintf(raw, sizeof(raw),
+                     "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Range: 10-109\r\n"
+                     "Content-Length: 100\r\n\r\nabc",
+                     loc);
+    free(raw_exchange(&S, raw, (size_t)n, true));
+    /* a chunk whose length disagrees with its Content-Range */
+    r = req("PATCH", loc, (const char *[]){"Content-Range: 10-19", NULL}, "abc", 3);
+    CHECK(r->status == 416 || r->status == 400);
+    resp_free(r);
+    /* raw_exchange returned when the server closed the connection, after the rollback */
+    expect_range(loc, "0-9");
+    r = req("PATCH", loc, (const char *[]){"Content-Range: 10-11", NULL}, "ab", 2);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    finish_upload(loc, "0123456789ab");
+}
+
+/* Ambiguous framing and malformed requests are refused; the server stays up. */
+static void test_raw_framing(void)
+{
+    static const char dup_length[] = "POST /v2/frame/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n"
+                                      "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!";
+    static const char bad_chunk[] = "PATCH /v2/frame/blobs/uploads/0123 HTTP/1.1\r\nHost: x\r\n"
+                                     "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+    char *out = raw_exchange(&S, dup_length, sizeof(dup_length) - 1, true);
+    CHECK(strncmp(out, "HTTP/1.1 400", 12) == 0);
+    free(out);
+    out = raw_exchange(&S, bad_chunk, sizeof(bad_chunk) - 1, true);
+    CHECK(strncmp(out, "HTTP/1.1 4", 10) == 0);
+    free(out);
+    out = raw_exchange(&S, "GARBAGE\r\n\r\n", 11, true);
+    free(out);
+    struct resp *r = req("GET", "/v2/", NULL, NULL, 0);
+    EXPECT(r, 200, NULL);
+    resp_free(r);
+    CHECK_INT(count_files(S.root, "uploads"), ==, 0);
 }
 
 int main(void)
@@ -725,6 +823,8 @@ int main(void)
     RUN(test_lists);
     RUN(test_referrers);
     RUN(test_deletes);
+    RUN(test_cut_chunks_keep_acked_data);
+    RUN(test_raw_framing);
     RUN(test_restart_keeps_state);
     srv_cleanup(&S);
     return 0;

@@ -75,6 +75,7 @@ static void test_content_range(void)
     CHECK(!parse_content_range("1-99999999999999999999", &a, &b));
     CHECK(!parse_content_range("a-b", &a, &b));
     CHECK(!parse_content_range("", &a, &b));
+    CHECK(!parse_content_range("0-18446744073709551615", &a, &b));
 }
 
 static void test_range(void)
@@ -95,14 +96,28 @@ static void test_range(void)
     CHECK_INT(parse_range("bytes=10-20", 10, &f, &l), ==, RANGE_UNSATISFIABLE);
     CHECK_INT(parse_range("bytes=0-0", 0, &f, &l), ==, RANGE_UNSATISFIABLE);
     CHECK_INT(parse_range("bytes=-0", 10, &f, &l), ==, RANGE_UNSATISFIABLE);
-    CHECK_INT(parse_range("bytes=5-1", 10, &f, &l), ==, RANGE_NONE);
+    CHECK_INT(parse_range("bytes=5-1", 10, &f, &l), ==, RANGE_UNSATISFIABLE);
     CHECK_INT(parse_range("bytes=0-1,3-4", 10, &f, &l), ==, RANGE_NONE);
     CHECK_INT(parse_range("items=0-1", 10, &f, &l), ==, RANGE_NONE);
     CHECK_INT(parse_range("bytes=x-1", 10, &f, &l), ==, RANGE_NONE);
 }
 
+static void test_unescape(void)
+{
+    char a[] = "sha256%3Aab%2Fc", b[] = "tag%00evil", c[] = "%zz%4", d[] = "%41%";
+    CHECK_INT(url_unescape(a), ==, 11);
+    CHECK_STR(a, "sha256:ab/c");
+    CHECK_INT(url_unescape(b), ==, 10);
+    CHECK_STR(b, "tag%00evil");
+    url_unescape(c);
+    CHECK_STR(c, "%zz%4");
+    url_unescape(d);
+    CHECK_STR(d, "A%");
+}
+
 int main(void)
 {
+    RUN(test_unescape);
     RUN(test_routes);
     RUN(test_u64);
     RUN(test_content_range);

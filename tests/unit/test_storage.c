@@ -167,6 +167,20 @@ static void test_manifest_parse(void)
                              &info, &why),
               ==, STORE_ENOENT);
 
+    /* a million values is refused before it is parsed */
+    size_t many = 1000000;
+    char *flat = malloc(2 * many + 2);
+    CHECK(flat != NULL);
+    flat[0] = '[';
+    for (size_t i = 0; i < many; i++) {
+        flat[1 + 2 * i] = '0';
+        flat[2 + 2 * i] = ',';
+    }
+    flat[2 * many] = ']';
+    CHECK_INT(manifest_parse(NULL, flat, 2 * many + 1, &info, &why), ==, STORE_EINVAL);
+    CHECK_STR(why, "manifest has too many elements");
+    free(flat);
+
     /* nesting deeper than the parser allows is refused, not a crash */
     size_t depth = 100000;
     char *deep = malloc(2 * depth + 1);
