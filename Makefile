@@ -8,7 +8,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Build and test dependencies (Debian 12 package names).
 DEPS := cmake make gcc pkg-config libmicrohttpd-dev libssl-dev libsodium-dev liblmdb-dev \
-        libzstd-dev libjansson-dev libcurl4-openssl-dev curl skopeo podman
+        libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq skopeo podman
 
 .PHONY: all deps build run test test-asan clean
 

@@ -1,0 +1,415 @@
+# Shared helpers for the end-to-end tests (sourced by bash scripts, never run directly).
+#
+# A test script does:
+#     . "$(dirname "$0")/lib.sh" "$@"      # $1 = path of the ocireg binary
+#     e2e_need skopeo jq ...               # SKIP (exit 77) when a tool is missing
+#     start_server                         # sets PORT and REG=127.0.0.1:PORT
+#     ...
+#     finish                               # stops the server, checks it exited 0
+#
+# Everything lives under a fresh `mktemp -d` directory ($E2E_DIR); an EXIT trap stops the
+# server (SIGTERM, then SIGKILL after a deadline) and removes that directory, whether the
+# test passes, fails or is interrupted. Readiness is the --port-file the server writes (by
+# rename) once it listens, polled with a deadline; the port is always ephemeral.
+#
+# Environment knobs:
+#     E2E_LOG_LEVEL=debug    server log level (default warn); the log is printed on failure
+#     E2E_KEEP=1             keep $E2E_DIR after the test (its path is printed)
+
+# shellcheck disable=SC2034 # many variables set here are for the scripts that source this file
+set -euo pipefail
+
+E2E_SKIP_RC=77
+OCIREG=${1:-}
+if [ -z "$OCIREG" ] || [ ! -x "$OCIREG" ]; then
+    echo "usage: $0 PATH/TO/ocireg (got '${OCIREG}')" >&2
+    exit 2
+fi
+OCIREG=$(cd "$(dirname "$OCIREG")" && pwd)/$(basename "$OCIREG")
+
+E2E_NAME=$(basename "$0" .sh)
+E2E_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ocireg-e2e.XXXXXX")
+# Clients put their temporary files here too, so nothing is left behind in /var/tmp.
+mkdir -p "$E2E_DIR/tmp"
+export TMPDIR="$E2E_DIR/tmp"
+# No credentials from the machine: an empty auth file of our own.
+printf '{"auths":{}}\n' >"$E2E_DIR/auth.json"
+export REGISTRY_AUTH_FILE="$E2E_DIR/auth.json"
+# A home of our own: the clients read their per-user containers configuration from it
+# ($HOME/.config/containers/policy.json takes precedence over /etc/containers/policy.json,
+# also for the podman commands that have no --signature-policy flag).
+export HOME="$E2E_DIR/home" XDG_CONFIG_HOME="$E2E_DIR/home/.config"
+mkdir -p "$XDG_CONFIG_HOME/containers"
+E2E_POLICY="$XDG_CONFIG_HOME/containers/policy.json"
+printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >"$E2E_POLICY"
+
+E2E_RUNBASE= # podman's run directories (see podman_init)
+SERVER_PID=
+PORT=
+REG=
+E2E_CLEANUP_HOOKS=()
+E2E_FINISHED=0
+
+log() { printf '[%s %s] %s\n' "$E2E_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+skip() {
+    echo "SKIP: $*"
+    exit "$E2E_SKIP_RC"
+}
+
+# Runs a command, echoing it first; its output goes to stderr so that $(...) stays clean.
+run() {
+    log "+ $*"
+    "$@"
+}
+
+# Like run, but the command must fail.
+run_fails() {
+    log "+ (must fail) $*"
+    if "$@" >"$E2E_DIR/last.out" 2>&1; then
+        cat "$E2E_DIR/last.out" >&2
+        fail "command succeeded but should have failed: $*"
+    fi
+    sed 's/^/    /' "$E2E_DIR/last.out" | tail -n 5 >&2
+}
+
+# e2e_need CMD...: skip the test when one of the commands is not installed.
+e2e_need() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || skip "'$c' is not installed (apt-get install -y $c)"
+    done
+}
+
+# on_exit CMD...: a cleanup step run by the EXIT trap before the server stops (last in, first out).
+on_exit() { E2E_CLEANUP_HOOKS+=("$*"); }
+
+stop_server() {
+    local pid=$SERVER_PID rc=0 deadline
+    [ -n "$pid" ] || return 0
+    SERVER_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 20))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log "server $pid did not stop within 20s of SIGTERM: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.05
+    done
+    wait "$pid" 2>/dev/null || rc=$?
+    return "$rc"
+}
+
+e2e_cleanup() {
+    local rc=$? i
+    set +e
+    trap - ERR
+    for ((i = ${#E2E_CLEANUP_HOOKS[@]} - 1; i >= 0; i--)); do
+        eval "${E2E_CLEANUP_HOOKS[i]}" >/dev/null 2>&1
+    done
+    stop_server
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne "$E2E_SKIP_RC" ] && [ -s "$E2E_DIR/server.log" ]; then
+        # (clients probe https:// first; the server logs each TLS hello as a malformed request)
+        echo "---- server log (last 80 lines, without the $(grep -c 'Request malformed' \
+            "$E2E_DIR/server.log") 'Request malformed' lines of TLS probes) ----" >&2
+        grep -v 'Request malformed' "$E2E_DIR/server.log" | tail -n 80 >&2
+        echo "------------------------------------" >&2
+    fi
+    if [ "${E2E_KEEP:-0}" = 1 ]; then
+        echo "kept $E2E_DIR" >&2
+    else
+        # podman's vfs storage may hold read-only directories; make them removable first
+        chmod -R u+rwX "$E2E_DIR" 2>/dev/null
+        rm -rf "$E2E_DIR"
+        [ -z "$E2E_RUNBASE" ] || [ "$E2E_RUNBASE" = "$E2E_DIR" ] || rm -rf "$E2E_RUNBASE"
+    fi
+    if [ "$rc" -eq 0 ] && [ "$E2E_FINISHED" != 1 ]; then
+        echo "FAIL: script exited early without finishing" >&2
+        rc=1
+    fi
+    exit "$rc"
+}
+trap e2e_cleanup EXIT
+# Under set -e a failing command ends the test: say which one, and where it was called from.
+e2e_on_err() {
+    local rc=$1 cmd=$2 line=$3 i where
+    where="${BASH_SOURCE[1]##*/}:$line"
+    for ((i = 1; i < ${#FUNCNAME[@]} - 1; i++)); do
+        where="$where <- ${BASH_SOURCE[i + 1]##*/}:${BASH_LINENO[i]}"
+    done
+    echo "FAIL: status $rc from: $cmd (at $where)" >&2
+}
+set -o errtrace
+trap '[ "$BASH_SUBSHELL" != 0 ] || e2e_on_err $? "$BASH_COMMAND" $LINENO' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# Starts ocireg on 127.0.0.1:0 with a fresh storage root; sets PORT and REG.
+start_server() {
+    local deadline
+    mkdir -p "$E2E_DIR/root"
+    rm -f "$E2E_DIR/port"
+    "$OCIREG" serve --root "$E2E_DIR/root" --listen 127.0.0.1:0 \
+        --port-file "$E2E_DIR/port" --log-level "${E2E_LOG_LEVEL:-warn}" \
+        </dev/null >>"$E2E_DIR/server.log" 2>&1 &
+    SERVER_PID=$!
+    deadline=$((SECONDS + 20))
+    until [ -s "$E2E_DIR/port" ]; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            SERVER_PID=
+            fail "ocireg exited before writing its port file"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "no port file from ocireg within 20s"
+        sleep 0.05
+    done
+    PORT=$(cat "$E2E_DIR/port")
+    case $PORT in
+    '' | *[!0-9]*) fail "bad port file content: '$PORT'" ;;
+    esac
+    REG=127.0.0.1:$PORT
+    write_registries_conf
+    log "ocireg (pid $SERVER_PID) listening on $REG"
+    # The port file is written once listening, so /v2/ must answer right away.
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://$REG/v2/") ||
+        fail "GET /v2/ failed"
+    [ "$code" = 200 ] || fail "GET /v2/ answered $code, want 200"
+}
+
+# Stops the server (it must exit 0 on SIGTERM) and marks the test as complete.
+finish() {
+    local rc=0
+    stop_server || rc=$?
+    [ "$rc" -eq 0 ] || fail "ocireg exited with status $rc after SIGTERM (want 0)"
+    E2E_FINISHED=1
+    log "PASS"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Digests and small checks
+
+# sha256 digest ("sha256:<hex>") of a file, or of stdin when no file is given.
+digest_of() { printf 'sha256:%s' "$(sha256sum "${1:--}" | cut -d' ' -f1)"; }
+size_of() { stat -c %s "$1"; }
+
+expect_eq() { # expect_eq WHAT GOT WANT
+    [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+    log "ok: $1 = $3"
+}
+
+# Every file under LAYOUT/blobs/sha256 must hash to its own name.
+verify_layout_blobs() {
+    local f n=0
+    for f in "$1"/blobs/sha256/*; do
+        [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$(basename "$f")" ] ||
+            fail "blob $f does not match its digest"
+        n=$((n + 1))
+    done
+    log "ok: $n blobs in $1 match their digests"
+}
+
+# Sorted list of the blob digests of a layout.
+layout_blobs() { find "$1/blobs/sha256" -type f -printf 'sha256:%f\n' | sort; }
+
+# Digest of the manifest/index tagged TAG in a layout's index.json.
+layout_ref_digest() { # layout_ref_digest LAYOUT TAG
+    jq -r --arg t "$2" \
+        '[.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t)]
+         | if length == 1 then .[0].digest else error("tag \($t): \(length) entries") end' \
+        "$1/index.json"
+}
+
+# ---------------------------------------------------------------------------------------------
+# OCI image layouts, generated from nothing but tar, gzip and sha256sum.
+#
+# The generated JSON is compact, with fixed key order and no trailing newline, and the tar
+# layers are reproducible (sorted names, mtime 0, uid/gid 0), so the digests are stable.
+
+# layout_init DIR: an empty OCI image layout.
+layout_init() {
+    mkdir -p "$1/blobs/sha256"
+    printf '{"imageLayoutVersion":"1.0.0"}' >"$1/oci-layout"
+    : >"$1.refs"
+    layout_write_index "$1"
+}
+
+# layout_add_blob LAYOUT FILE: moves FILE into the layout; sets BLOB_DIGEST and BLOB_SIZE.
+layout_add_blob() {
+    BLOB_SIZE=$(size_of "$2")
+    BLOB_DIGEST=$(digest_of "$2")
+    mv -f "$2" "$1/blobs/sha256/${BLOB_DIGEST#sha256:}"
+}
+
+layout_write_index() {
+    local entries
+    entries=$(paste -sd, "$1.refs")
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' \
+        "$entries" >"$1/index.json"
+}
+
+# layout_tag LAYOUT MEDIATYPE DIGEST SIZE TAG: records a tagged top-level entry in index.json.
+layout_tag() {
+    printf '{"mediaType":"%s","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}\n' \
+        "$2" "$3" "$4" "$5" >>"$1.refs"
+    layout_write_index "$1"
+}
+
+# make_layer LAYOUT SRCDIR: a gzip'd tar of SRCDIR's contents as a blob; sets LAYER_DIGEST,
+# LAYER_SIZE and LAYER_DIFF_ID (digest of the uncompressed tar).
+make_layer() {
+    local tarf="$E2E_DIR/tmp/layer.$$.tar" names
+    names=$(cd "$2" && ls -A)
+    # shellcheck disable=SC2086 # the names are ours, without blanks
+    (cd "$2" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        --mode='u+rwX,go+rX,go-w' --format=ustar -cf "$tarf" $names)
+    LAYER_DIFF_ID=$(digest_of "$tarf")
+    gzip -n -9 "$tarf"
+    layout_add_blob "$1" "$tarf.gz"
+    LAYER_DIGEST=$BLOB_DIGEST
+    LAYER_SIZE=$BLOB_SIZE
+}
+
+# make_image LAYOUT NAME ARCH [TAG]: a two-layer linux/ARCH image whose files are
+#     /etc/e2e/base.txt   "base layer of NAME"
+#     /e2e/NAME.txt       "NAME for linux/ARCH"
+#     /e2e/big.txt        MAKE_IMAGE_BIG_MB megabytes of shuffled numbers, when that is set
+# Sets IMG_MANIFEST (digest), IMG_MANIFEST_SIZE, IMG_CONFIG (digest) and IMG_LAYERS (two
+# digests, space-separated); tags it TAG in index.json when TAG is given.
+make_image() {
+    local layout=$1 name=$2 arch=$3 tag=${4:-} src l1 l2 d1 d2 s1 s2 f
+    src="$E2E_DIR/tmp/src.$name.$arch"
+    rm -rf "$src"
+    mkdir -p "$src/1/etc/e2e" "$src/2/e2e"
+    printf 'base layer of %s\n' "$name" >"$src/1/etc/e2e/base.txt"
+    printf '%s for linux/%s\n' "$name" "$arch" >"$src/2/e2e/$name.txt"
+    if [ "${MAKE_IMAGE_BIG_MB:-0}" -gt 0 ]; then
+        # reproducible, poorly compressible filler: a shuffle driven by a fixed random source
+        shuf -i 1-10000000 --random-source=<(yes "$name") | head -c "${MAKE_IMAGE_BIG_MB}000000" \
+            >"$src/2/e2e/big.txt" || true
+        [ "$(size_of "$src/2/e2e/big.txt")" = "${MAKE_IMAGE_BIG_MB}000000" ] || fail "big.txt"
+    fi
+
+    make_layer "$layout" "$src/1"
+    l1=$LAYER_DIGEST s1=$LAYER_SIZE d1=$LAYER_DIFF_ID
+    make_layer "$layout" "$src/2"
+    l2=$LAYER_DIGEST s2=$LAYER_SIZE d2=$LAYER_DIFF_ID
+    rm -rf "$src"
+
+    f="$E2E_DIR/tmp/config.json"
+    printf '{"created":"2024-01-01T00:00:00Z","architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/bin:/bin"],"Cmd":["/bin/sh"],"Labels":{"org.example.e2e.name":"%s"}},"rootfs":{"type":"layers","diff_ids":["%s","%s"]},"history":[{"created":"2024-01-01T00:00:00Z","created_by":"e2e: base layer"},{"created":"2024-01-01T00:00:00Z","created_by":"e2e: %s layer"}]}' \
+        "$arch" "$name" "$d1" "$d2" "$name" >"$f"
+    layout_add_blob "$layout" "$f"
+    IMG_CONFIG=$BLOB_DIGEST
+    local csize=$BLOB_SIZE
+
+    f="$E2E_DIR/tmp/manifest.json"
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s},{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s}]}' \
+        "$IMG_CONFIG" "$csize" "$l1" "$s1" "$l2" "$s2" >"$f"
+    layout_add_blob "$layout" "$f"
+    IMG_MANIFEST=$BLOB_DIGEST
+    IMG_MANIFEST_SIZE=$BLOB_SIZE
+    IMG_LAYERS="$l1 $l2"
+    if [ -n "$tag" ]; then
+        layout_tag "$layout" application/vnd.oci.image.manifest.v1+json "$IMG_MANIFEST" \
+            "$IMG_MANIFEST_SIZE" "$tag"
+    fi
+}
+
+# make_multiarch LAYOUT NAME TAG: a linux/amd64 + linux/arm64 image index tagged TAG.
+# Sets IDX_DIGEST, IDX_SIZE, IDX_AMD64 / IDX_ARM64 (manifest digests), IDX_AMD64_CONFIG /
+# IDX_ARM64_CONFIG and IDX_AMD64_LAYERS / IDX_ARM64_LAYERS. (It overwrites make_image's IMG_*.)
+make_multiarch() {
+    local layout=$1 name=$2 tag=$3 m1 s1 m2 s2 f
+    make_image "$layout" "$name" amd64
+    m1=$IMG_MANIFEST s1=$IMG_MANIFEST_SIZE IDX_AMD64_CONFIG=$IMG_CONFIG IDX_AMD64_LAYERS=$IMG_LAYERS
+    make_image "$layout" "$name" arm64
+    m2=$IMG_MANIFEST s2=$IMG_MANIFEST_SIZE IDX_ARM64_CONFIG=$IMG_CONFIG IDX_ARM64_LAYERS=$IMG_LAYERS
+    f="$E2E_DIR/tmp/index.json"
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"amd64","os":"linux"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"arm64","os":"linux"}}]}' \
+        "$m1" "$s1" "$m2" "$s2" >"$f"
+    layout_add_blob "$layout" "$f"
+    IDX_DIGEST=$BLOB_DIGEST IDX_SIZE=$BLOB_SIZE IDX_AMD64=$m1 IDX_ARM64=$m2
+    layout_tag "$layout" application/vnd.oci.image.index.v1+json "$IDX_DIGEST" "$IDX_SIZE" "$tag"
+}
+
+# ---------------------------------------------------------------------------------------------
+# skopeo, isolated from the machine's configuration (own policy, registries.conf, auth file,
+# temp dir).
+
+E2E_REGISTRIES_CONF="$E2E_DIR/registries.conf"
+# Filled in by start_server (write_registries_conf) once the port is known.
+: >"$E2E_REGISTRIES_CONF"
+export CONTAINERS_REGISTRIES_CONF="$E2E_REGISTRIES_CONF"
+
+write_registries_conf() {
+    cat >"$E2E_REGISTRIES_CONF" <<EOF
+unqualified-search-registries = []
+short-name-mode = "enforcing"
+
+[[registry]]
+location = "$REG"
+insecure = true
+EOF
+}
+
+# Each client command gets this long before it is killed (a hang fails the test, with cleanup,
+# instead of running into the ctest TIMEOUT).
+E2E_CMD_TIMEOUT=${E2E_CMD_TIMEOUT:-60}
+
+# sk ARGS...: skopeo with the isolation flags (logged without them).
+sk() {
+    log "+ skopeo $*"
+    timeout -k 5 "$E2E_CMD_TIMEOUT" skopeo --policy "$E2E_POLICY" --registries-conf "$E2E_REGISTRIES_CONF" \
+        --tmpdir "$E2E_DIR/tmp" "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# podman, with its own storage under $E2E_DIR (vfs driver, cgroupfs, file events: works as root
+# without systemd) and its own containers.conf / storage.conf, so the machine's images and
+# settings are neither used nor touched.
+
+# podman_init: checks that podman can run here at all (else SKIP); call after start_server.
+podman_init() {
+    e2e_need podman
+    # podman refuses a runroot longer than 50 characters: keep the run directories short.
+    if [ ${#E2E_DIR} -le 30 ]; then
+        E2E_RUNBASE=$E2E_DIR
+    else
+        E2E_RUNBASE=$(mktemp -d /tmp/e2e-run.XXXXXX)
+    fi
+    cat >"$E2E_DIR/containers.conf" <<'CONF'
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+    # (pm passes --root/--runroot per store; these defaults only keep podman off /var/lib)
+    cat >"$E2E_DIR/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$E2E_DIR/podman-default/storage"
+runroot = "$E2E_RUNBASE/run-default"
+CONF
+    export CONTAINERS_CONF="$E2E_DIR/containers.conf"
+    export CONTAINERS_STORAGE_CONF="$E2E_DIR/storage.conf"
+    podman --version >/dev/null 2>&1 || skip "podman is installed but cannot run"
+    log "$(podman --version)"
+    if ! pm probe info >"$E2E_DIR/podman-info.txt" 2>&1; then
+        cat "$E2E_DIR/podman-info.txt" >&2
+        skip "podman cannot set up its storage here: $(grep -m1 -i error "$E2E_DIR/podman-info.txt" || tail -n 1 "$E2E_DIR/podman-info.txt")"
+    fi
+}
+
+# pm STORE ARGS...: podman on the private storage STORE (a name: a, b, ...).
+pm() {
+    local s="$E2E_DIR/podman-$1" r="$E2E_RUNBASE/run-$1"
+    mkdir -p "$s/tmp"
+    shift
+    log "+ podman [$(basename "$s")] $*"
+    timeout -k 5 "$E2E_CMD_TIMEOUT" podman --root "$s/storage" --runroot "$r" --tmpdir "$s/tmp" \
+        --storage-driver vfs --cgroup-manager cgroupfs --events-backend file "$@"
+}

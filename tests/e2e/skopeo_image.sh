@@ -1,0 +1,101 @@
+#!/bin/bash
+# skopeo against ocireg with a single-platform OCI image generated here (one layer of ~4.5 MB):
+# push from an OCI layout, inspect (raw manifest, config, parsed), copies inside the registry
+# (same repository and a cross-repository mount), list-tags, pull back into a layout with every
+# blob and the manifest byte-identical, pull by digest, delete, and inspect failing after it.
+. "$(dirname "$0")/lib.sh" "$@"
+
+e2e_need skopeo jq curl tar gzip sha256sum
+skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
+log "$(skopeo --version)"
+
+SRC="$E2E_DIR/src"
+layout_init "$SRC"
+# (a layer of several MB: uploads and downloads that take many reads and writes)
+MAKE_IMAGE_BIG_MB=16 make_image "$SRC" app amd64 v1
+verify_layout_blobs "$SRC"
+log "layer sizes: $(jq -r '[.layers[].size] | join(" ")' "$SRC/blobs/sha256/${IMG_MANIFEST#sha256:}")"
+
+start_server
+IMG="docker://$REG/e2e/img"
+
+# --- push ----------------------------------------------------------------------------------
+sk copy --quiet --dest-tls-verify=false "oci:$SRC:v1" "$IMG:v1"
+
+# --- inspect: the registry serves the very bytes of the layout's manifest ---------------------
+sk inspect --tls-verify=false --raw "$IMG:v1" >"$E2E_DIR/raw.json"
+expect_eq "digest of the raw manifest" "$(digest_of "$E2E_DIR/raw.json")" "$IMG_MANIFEST"
+cmp "$E2E_DIR/raw.json" "$SRC/blobs/sha256/${IMG_MANIFEST#sha256:}" ||
+    fail "raw manifest differs from the pushed one"
+
+sk inspect --tls-verify=false --config --raw "$IMG:v1" >"$E2E_DIR/config.json"
+expect_eq "digest of the raw config" "$(digest_of "$E2E_DIR/config.json")" "$IMG_CONFIG"
+
+sk inspect --tls-verify=false "$IMG:v1" >"$E2E_DIR/inspect.json"
+expect_eq "inspect .Digest" "$(jq -r .Digest "$E2E_DIR/inspect.json")" "$IMG_MANIFEST"
+expect_eq "inspect .Architecture" "$(jq -r .Architecture "$E2E_DIR/inspect.json")" amd64
+expect_eq "inspect .Os" "$(jq -r .Os "$E2E_DIR/inspect.json")" linux
+expect_eq "inspect .Layers" "$(jq -r '.Layers | join(" ")' "$E2E_DIR/inspect.json")" "$IMG_LAYERS"
+expect_eq "inspect .Labels" "$(jq -r '.Labels["org.example.e2e.name"]' "$E2E_DIR/inspect.json")" app
+
+# The digest header and content type, as a plain HTTP client sees them.
+curl -sf -I --max-time 30 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://$REG/v2/e2e/img/manifests/v1" | tr -d '\r' >"$E2E_DIR/head.txt" ||
+    fail "HEAD manifest failed"
+expect_eq "Docker-Content-Digest" \
+    "$(sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: *//p' "$E2E_DIR/head.txt")" "$IMG_MANIFEST"
+expect_eq "Content-Type" "$(sed -n 's/^[Cc]ontent-[Tt]ype: *//p' "$E2E_DIR/head.txt")" \
+    application/vnd.oci.image.manifest.v1+json
+
+# --- copies inside the registry -------------------------------------------------------------
+sk copy --quiet --src-tls-verify=false --dest-tls-verify=false "$IMG:v1" "$IMG:latest"
+sk copy --quiet --src-tls-verify=false --dest-tls-verify=false "$IMG:v1" \
+    "docker://$REG/e2e/other:v1"
+for ref in "$IMG:latest" "docker://$REG/e2e/other:v1"; do
+    expect_eq "digest of $ref" \
+        "$(sk inspect --tls-verify=false --raw "$ref" | digest_of)" "$IMG_MANIFEST"
+done
+
+# --- list-tags ------------------------------------------------------------------------------
+sk list-tags --tls-verify=false "$IMG" >"$E2E_DIR/tags.json"
+expect_eq "list-tags .Tags" "$(jq -r '.Tags | sort | join(",")' "$E2E_DIR/tags.json")" latest,v1
+expect_eq "list-tags of e2e/other" \
+    "$(sk list-tags --tls-verify=false "docker://$REG/e2e/other" | jq -r '.Tags | join(",")')" v1
+
+# --- pull back: every blob and the manifest byte-identical ------------------------------------
+OUT="$E2E_DIR/out"
+sk copy --quiet --src-tls-verify=false "$IMG:v1" "oci:$OUT:v1"
+verify_layout_blobs "$OUT"
+expect_eq "manifest digest in the pulled layout" "$(layout_ref_digest "$OUT" v1)" "$IMG_MANIFEST"
+expect_eq "blob set of the pulled layout" "$(layout_blobs "$OUT" | xargs)" \
+    "$(layout_blobs "$SRC" | xargs)"
+for b in "$SRC"/blobs/sha256/*; do
+    cmp "$b" "$OUT/blobs/sha256/$(basename "$b")" || fail "blob $(basename "$b") differs"
+done
+log "ok: every blob is byte-identical after the round trip"
+
+# by digest, from the repository the image was mounted into
+OUT2="$E2E_DIR/out-by-digest"
+sk copy --quiet --src-tls-verify=false "docker://$REG/e2e/other@$IMG_MANIFEST" "oci:$OUT2:d"
+verify_layout_blobs "$OUT2"
+expect_eq "manifest digest pulled by digest" "$(layout_ref_digest "$OUT2" d)" "$IMG_MANIFEST"
+expect_eq "blob set pulled by digest" "$(layout_blobs "$OUT2" | xargs)" \
+    "$(layout_blobs "$SRC" | xargs)"
+
+# --- delete ---------------------------------------------------------------------------------
+sk delete --tls-verify=false "$IMG:v1"
+run_fails sk inspect --tls-verify=false --raw "$IMG:v1"
+run_fails sk inspect --tls-verify=false --raw "$IMG@$IMG_MANIFEST"
+run_fails sk inspect --tls-verify=false --raw "$IMG:latest"
+code=$(curl -s --max-time 30 -o /dev/null -w "%{http_code}" "http://$REG/v2/e2e/img/manifests/$IMG_MANIFEST")
+expect_eq "GET of the deleted manifest" "$code" 404
+# the repository the image was copied into is untouched
+expect_eq "e2e/other:v1 after the delete in e2e/img" \
+    "$(sk inspect --tls-verify=false --raw "docker://$REG/e2e/other:v1" | digest_of)" "$IMG_MANIFEST"
+if sk list-tags --tls-verify=false "$IMG" >"$E2E_DIR/tags2.json" 2>"$E2E_DIR/tags2.err"; then
+    expect_eq "tags left in e2e/img" "$(jq -r '.Tags | join(",")' "$E2E_DIR/tags2.json")" ""
+else
+    log "list-tags of the emptied repository fails (allowed): $(tail -n 1 "$E2E_DIR/tags2.err")"
+fi
+
+finish
