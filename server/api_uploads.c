@@ -233,8 +233,14 @@ static enum MHD_Result upload_start(struct request *r)
         struct digest md;
         if (digest_parse(&md, mount, strlen(mount)) != STORE_OK)
             return reply_error(r, API_DIGEST_INVALID, "invalid mount digest");
-        /* without from: a blob this registry holds in any repository (automatic discovery) */
-        if (from == NULL || name_valid(from, strlen(from))) {
+        /*
+         * With from: only when the requester may pull from it. Without: a blob this registry
+         * holds anywhere, only when there is no access control to leak it past.
+         */
+        bool mountable = from != NULL ? name_valid(from, strlen(from)) &&
+                                            authz_can(r, from, AUTH_PULL)
+                                      : srv->cfg.auth == AUTH_MODE_NONE;
+        if (mountable) {
             uint64_t size = 0;
             enum store_err rc =
                 index_blob_link(srv->idx, r->name, &md, &size, from != NULL ? from : "");

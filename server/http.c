@@ -28,6 +28,11 @@ void server_config_defaults(struct server_config *cfg)
     cfg->shutdown_grace = 10;
     cfg->conn_timeout = 120;
     cfg->per_ip_limit = 0;
+    cfg->auth = AUTH_MODE_NONE;
+    cfg->service = "ocireg";
+    cfg->issuer = "ocireg";
+    cfg->token_ttl = 300;
+    cfg->refresh_ttl = 30 * 24 * 3600;
 }
 
 /* ---- request helpers ---- */
@@ -140,6 +145,8 @@ static unsigned route_methods(enum route_kind kind)
         return MB(M_POST);
     case ROUTE_UPLOAD:
         return MB(M_GET) | MB(M_PATCH) | MB(M_PUT) | MB(M_DELETE);
+    case ROUTE_TOKEN:
+        return MB(M_GET) | MB(M_POST);
     case ROUTE_NONE:
         break;
     }
@@ -194,12 +201,13 @@ static enum MHD_Result begin(struct request *r, const char *url)
     unsigned allowed = route_methods(rt->kind);
     if (r->method == M_OTHER || (allowed & MB(r->method)) == 0)
         return not_allowed(r, allowed);
-    if (rt->kind == ROUTE_BASE) {
-        r->on_done = api_base;
-        return MHD_YES;
-    }
-    if (rt->kind == ROUTE_CATALOG) {
-        r->on_done = api_catalog;
+    enum MHD_Result denied;
+    if (rt->kind == ROUTE_TOKEN)
+        return api_token_prepare(r);
+    if (rt->kind == ROUTE_BASE || rt->kind == ROUTE_CATALOG) {
+        if (!authz_check(r, &denied))
+            return denied;
+        r->on_done = rt->kind == ROUTE_BASE ? api_base : api_catalog;
         return MHD_YES;
     }
     if (!name_valid(rt->name, rt->name_len))
@@ -227,6 +235,9 @@ static enum MHD_Result begin(struct request *r, const char *url)
             return reply_error(r, API_TAG_INVALID, "tag does not match the grammar");
         }
     }
+    /* before any body is read: an unauthorized upload is refused without consuming it */
+    if (!authz_check(r, &denied))
+        return denied;
     switch (rt->kind) {
     case ROUTE_TAGS:
         r->on_done = api_tags;
@@ -300,6 +311,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         log_debug("request on %s %s ended early (%d)", route_label(r->route.kind), r->name,
                   (int)toe);
     api_upload_complete(r);
+    authz_request_done(r);
     free(r->buf);
     free(r);
     *req_cls = NULL;
@@ -418,6 +430,39 @@ static int write_port_file(const char *path, unsigned port)
     return 0;
 }
 
+/* Reads a whole PEM file (small) into a NUL-terminated OWNED string. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    if (buf != NULL) {
+        len = fread(buf, 1, cap, f);
+        if (ferror(f) || len == cap) {
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[len] = '\0';
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+static int load_tls(struct server *srv)
+{
+    srv->tls_cert = read_pem(srv->cfg.tls_cert);
+    srv->tls_key = read_pem(srv->cfg.tls_key);
+    if (srv->tls_cert == NULL || srv->tls_key == NULL) {
+        log_error("cannot read --tls-cert %s / --tls-key %s", srv->cfg.tls_cert,
+                  srv->cfg.tls_key);
+        return -1;
+    }
+    return 0;
+}
+
 unsigned server_port(const struct server *srv)
 {
     return srv->port;
@@ -430,6 +475,11 @@ static void server_free(struct server *srv)
     if (srv->listen_fd != -1)
         close(srv->listen_fd);
     upload_cache_free(srv->uploads);
+    authz_free(srv);
+    free(srv->tls_cert);
+    if (srv->tls_key != NULL)
+        explicit_bzero(srv->tls_key, strlen(srv->tls_key));
+    free(srv->tls_key);
     index_close(srv->idx);
     blobstore_close(srv->bs);
     free(srv);
@@ -460,7 +510,9 @@ int server_start(struct server **out, const struct server_config *cfg)
         log_error("cannot open index %s: %s (%s)", idxdir, store_strerror(rc), strerror(errno));
         goto fail;
     }
-    if (upload_cache_new(&srv->uploads) != STORE_OK)
+    if (upload_cache_new(&srv->uploads) != STORE_OK || authz_init(srv) != STORE_OK)
+        goto fail;
+    if (cfg->tls_cert != NULL && load_tls(srv) != 0)
         goto fail;
     srv->listen_fd = bind_listen(cfg->listen, &srv->port);
     if (srv->listen_fd == -1)
@@ -473,14 +525,19 @@ int server_start(struct server **out, const struct server_config *cfg)
     /* poll, not epoll: libmicrohttpd 0.9.75's epoll mode misses a peer's close that follows
      * its data at once, leaving the connection open until the idle timeout */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | (srv->tls_cert != NULL ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls_opts[] = {
+        {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        cfg->per_ip_limit, MHD_OPTION_END);
+        cfg->per_ip_limit, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         log_error("cannot start the HTTP daemon");
         goto fail;

@@ -18,14 +18,21 @@
 #include "storage/digest.h"
 #include "storage/index.h"
 #include "storage/names.h"
+#include "auth/token.h"
+#include "auth/users.h"
 
 struct upload_cache;
+struct cred_cache;
 
 struct server {
     struct server_config cfg;
     struct index *idx;
     struct blobstore *bs;
     struct upload_cache *uploads;
+    struct auth_keys *keys;   /* token signing key; NULL in mode none */
+    struct cred_cache *creds; /* recently verified basic credentials */
+    char *tls_cert;           /* PEM text, OWNED */
+    char *tls_key;
     struct MHD_Daemon *daemon;
     int listen_fd;
     unsigned port;
@@ -69,7 +76,12 @@ struct request {
     bool monolithic; /* POST ?digest=: the session exists only for this request */
     enum digest_alg post_alg;
 
-    /* manifest bodies */
+    /* who is asking (auth modes basic and token) */
+    char principal[AUTH_NAME_MAX + 1]; /* "" when anonymous */
+    bool has_claims;
+    struct auth_claims claims; /* token mode: what the bearer token grants */
+
+    /* manifest and token-request bodies */
     char *buf;
     size_t buf_len, buf_cap;
     bool too_big;
@@ -100,6 +112,22 @@ enum MHD_Result api_manifest_prepare(struct request *r);
 enum MHD_Result api_tags(struct request *r);
 enum MHD_Result api_catalog(struct request *r);
 enum MHD_Result api_referrers(struct request *r);
+
+/* ---- access control (authz.c) ---- */
+
+enum store_err authz_init(struct server *srv);
+void authz_free(struct server *srv);
+/*
+ * Decides whether the routed request may go on. Returns true to go on; false after queueing
+ * the 401/403 answer (*ret is what to return to libmicrohttpd).
+ */
+bool authz_check(struct request *r, enum MHD_Result *ret);
+/* Whether the requester may take `action` (AUTH_PULL...) on repo; true in mode none. */
+bool authz_can(struct request *r, const char *repo, unsigned action);
+/* Releases what authz_check kept in the request. */
+void authz_request_done(struct request *r);
+/* The token endpoint, /auth/token (GET and POST). */
+enum MHD_Result api_token_prepare(struct request *r);
 
 /* Called from the completion callback: roll back or release upload state. */
 void api_upload_complete(struct request *r);

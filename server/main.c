@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/cli.h"
 #include "server/httpparse.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -16,7 +17,11 @@ static const char usage_main[] =
     "An OCI container registry.\n"
     "\n"
     "Commands:\n"
-    "  serve     serve the OCI distribution API\n"
+    "  serve            serve the OCI distribution API\n"
+    "  user             add, delete, list users; set passwords; revoke tokens\n"
+    "  grant, revoke    give or take a user's actions on repositories\n"
+    "  grants           list grants\n"
+    "  login-password   print a short-lived password for docker login\n"
     "\n"
     "Every command takes --root DIR (default: $OCIREG_ROOT, else ./data).\n"
     "Run 'ocireg <command> --help' for the flags of a command.\n";
@@ -39,12 +44,34 @@ static const char usage_serve[] =
     "  --per-ip-limit N         connections allowed per client address (default 0: none)\n"
     "  --shutdown-grace SECONDS time in-flight requests get at shutdown (default 10)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+    "  --auth MODE              none, basic or token; required when --listen is not loopback\n"
+    "                           (default none on loopback)\n"
+    "  --public-url URL         how clients reach this registry (the token realm is\n"
+    "                           URL/auth/token); default: scheme and Host of each request\n"
+    "  --token-service NAME     service (token audience) in challenges (default ocireg)\n"
+    "  --token-ttl DURATION     lifetime of access tokens (default 5m)\n"
+    "  --token-issuer NAME      also trust tokens of this external issuer...\n"
+    "  --token-public-key FILE  ...signed with this RS256 or ES256 PEM public key\n"
+    "  --tls-cert FILE          serve HTTPS with this PEM certificate (chain)...\n"
+    "  --tls-key FILE           ...and this PEM private key\n"
     "  --help                   show this help\n";
 
 static int bad_usage(const char *usage, const char *what, const char *arg)
 {
     fprintf(stderr, "ocireg: %s: '%s'\n%s", what, arg, usage);
     return 2;
+}
+
+/* 127.0.0.0/8, ::1 and localhost; anything else is reachable from the network. */
+static bool listen_is_loopback(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t hl = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
+    if (hl == 5 && strncmp(listen, "[::1]", 5) == 0)
+        return true;
+    if (hl == 9 && strncmp(listen, "localhost", 9) == 0)
+        return true;
+    return hl > 4 && strncmp(listen, "127.", 4) == 0;
 }
 
 static bool parse_num(const char *s, uint64_t *out)
@@ -63,6 +90,14 @@ enum {
     OPT_PER_IP,
     OPT_GRACE,
     OPT_LOG_LEVEL,
+    OPT_AUTH,
+    OPT_PUBLIC_URL,
+    OPT_SERVICE,
+    OPT_TOKEN_TTL,
+    OPT_TOKEN_ISSUER,
+    OPT_TOKEN_KEY,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
     OPT_HELP,
 };
 
@@ -79,6 +114,14 @@ static int cmd_serve(int argc, char **argv)
         {"per-ip-limit", required_argument, NULL, OPT_PER_IP},
         {"shutdown-grace", required_argument, NULL, OPT_GRACE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"auth", required_argument, NULL, OPT_AUTH},
+        {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
+        {"token-service", required_argument, NULL, OPT_SERVICE},
+        {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
+        {"token-issuer", required_argument, NULL, OPT_TOKEN_ISSUER},
+        {"token-public-key", required_argument, NULL, OPT_TOKEN_KEY},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -142,6 +185,46 @@ static int cmd_serve(int argc, char **argv)
             log_set_level((enum log_level)lv);
             break;
         }
+        case OPT_AUTH:
+            if (strcmp(optarg, "none") == 0)
+                cfg.auth = AUTH_MODE_NONE;
+            else if (strcmp(optarg, "basic") == 0)
+                cfg.auth = AUTH_MODE_BASIC;
+            else if (strcmp(optarg, "token") == 0)
+                cfg.auth = AUTH_MODE_TOKEN;
+            else
+                return bad_usage(usage_serve, "--auth: expected none, basic or token", optarg);
+            cfg.auth_set = true;
+            break;
+        case OPT_PUBLIC_URL:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
+                return bad_usage(usage_serve, "--public-url: expected http(s)://HOST[:PORT]",
+                                 optarg);
+            cfg.public_url = optarg;
+            break;
+        case OPT_SERVICE:
+            if (optarg[0] == '\0' || strpbrk(optarg, "\"\\ ") != NULL)
+                return bad_usage(usage_serve, "--token-service: a name without quotes or spaces",
+                                 optarg);
+            cfg.service = optarg;
+            break;
+        case OPT_TOKEN_TTL:
+            if (!cli_parse_duration(optarg, &v) || v > 86400)
+                return bad_usage(usage_serve, "--token-ttl: expected 1s..24h", optarg);
+            cfg.token_ttl = (unsigned)v;
+            break;
+        case OPT_TOKEN_ISSUER:
+            cfg.ext_issuer = optarg;
+            break;
+        case OPT_TOKEN_KEY:
+            cfg.ext_public_key = optarg;
+            break;
+        case OPT_TLS_CERT:
+            cfg.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            cfg.tls_key = optarg;
+            break;
         case OPT_HELP:
             fputs(usage_serve, stdout);
             return 0;
@@ -151,6 +234,18 @@ static int cmd_serve(int argc, char **argv)
     }
     if (optind < argc)
         return bad_usage(usage_serve, "unexpected argument", argv[optind]);
+    if ((cfg.ext_issuer == NULL) != (cfg.ext_public_key == NULL))
+        return bad_usage(usage_serve, "--token-issuer and --token-public-key go together", "");
+    if (cfg.ext_issuer != NULL && cfg.auth != AUTH_MODE_TOKEN)
+        return bad_usage(usage_serve, "--token-issuer needs --auth token", "");
+    if ((cfg.tls_cert == NULL) != (cfg.tls_key == NULL))
+        return bad_usage(usage_serve, "--tls-cert and --tls-key go together", "");
+    if (!cfg.auth_set && !listen_is_loopback(cfg.listen)) {
+        fprintf(stderr, "ocireg: --listen %s is not a loopback address: choose --auth "
+                        "(none, basic or token) explicitly\n",
+                cfg.listen);
+        return 2;
+    }
 
     /* Signals are taken synchronously by this thread; the workers inherit the mask. */
     sigset_t set;
@@ -186,8 +281,16 @@ int main(int argc, char **argv)
         printf("ocireg %s\n", OCIREG_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "serve") == 0)
-        return cmd_serve(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {
+        {"serve", cmd_serve},         {"user", cli_user},     {"grant", cli_grant},
+        {"revoke", cli_revoke},       {"grants", cli_grants}, {"login-password", cli_login_password},
+    };
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "ocireg: unknown command '%s'\n%s", cmd, usage_main);
     return 2;
 }

@@ -24,6 +24,10 @@ void route_parse(const char *path, struct route *out)
     memset(out, 0, sizeof(*out));
     out->kind = ROUTE_NONE;
     size_t plen = strlen(path);
+    if (strcmp(path, "/auth/token") == 0) {
+        out->kind = ROUTE_TOKEN;
+        return;
+    }
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
         out->kind = ROUTE_BASE;
         return;
@@ -99,6 +103,8 @@ const char *route_label(enum route_kind kind)
         return "upload";
     case ROUTE_REFERRERS:
         return "referrers";
+    case ROUTE_TOKEN:
+        return "token";
     }
     return "none";
 }

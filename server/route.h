@@ -18,6 +18,7 @@ enum route_kind {
     ROUTE_UPLOAD_START, /* /v2/<name>/blobs/uploads/ */
     ROUTE_UPLOAD,       /* /v2/<name>/blobs/uploads/<id> */
     ROUTE_REFERRERS,    /* /v2/<name>/referrers/<digest> */
+    ROUTE_TOKEN,        /* /auth/token */
 };
 
 struct route {

@@ -14,6 +14,18 @@ struct server_config {
     unsigned shutdown_grace; /* seconds in-flight requests get at shutdown */
     unsigned conn_timeout;   /* seconds of inactivity before a connection is closed */
     unsigned per_ip_limit;   /* connections per client address; 0 = no limit */
+
+    enum server_auth { AUTH_MODE_NONE, AUTH_MODE_BASIC, AUTH_MODE_TOKEN } auth;
+    bool auth_set;              /* --auth was given: required off loopback */
+    const char *public_url;     /* base of the token realm; NULL: from the Host header */
+    const char *service;        /* token audience and the challenge's service */
+    const char *issuer;         /* iss of the tokens we sign */
+    unsigned token_ttl;         /* seconds an access token lives */
+    unsigned refresh_ttl;       /* seconds a refresh token lives */
+    const char *ext_issuer;     /* trusted external token issuer, or NULL */
+    const char *ext_public_key; /* its PEM public key file */
+    const char *tls_cert;       /* PEM files for native TLS, or NULL */
+    const char *tls_key;
 };
 
 void server_config_defaults(struct server_config *cfg);

@@ -22,11 +22,14 @@ enum dbi {
     DB_BLOBS,
     DB_REFERRERS,
     DB_UPLOADS,
+    DB_USERS,
+    DB_GRANTS,
     DB_COUNT
 };
 
 static const char *const db_names[DB_COUNT] = {
     "repos", "tags", "manifests", "repo_manifests", "links", "blobs", "referrers", "uploads",
+    "users", "grants",
 };
 
 struct index {
@@ -924,6 +927,108 @@ enum store_err index_referrers_list(struct index *idx, const char *repo,
     }
     if (cur != NULL)
         mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+/* ---- tables of other modules ---- */
+
+static enum dbi kv_db(enum index_table t)
+{
+    return t == INDEX_USERS ? DB_USERS : DB_GRANTS;
+}
+
+enum store_err index_kv_put(struct index *idx, enum index_table t, const void *key, size_t klen,
+                            const void *val, size_t vlen, bool no_overwrite)
+{
+    if (klen == 0 || klen > KEY_MAX)
+        return STORE_EINVAL;
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    rc = mdb_put(txn, idx->db[kv_db(t)], &k, &v, no_overwrite ? MDB_NOOVERWRITE : 0);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_kv_get(struct index *idx, enum index_table t, const void *key, size_t klen,
+                            void *buf, size_t cap, size_t *len)
+{
+    if (klen == 0 || klen > KEY_MAX)
+        return STORE_EINVAL;
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    MDB_val k = {klen, (void *)key}, v;
+    rc = mdb_get(txn, idx->db[kv_db(t)], &k, &v);
+    if (rc == 0 && v.mv_size > cap)
+        rc = EINVAL;
+    if (rc == 0) {
+        memcpy(buf, v.mv_data, v.mv_size);
+        *len = v.mv_size;
+    }
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_kv_del(struct index *idx, enum index_table t, const void *key, size_t klen)
+{
+    if (klen == 0 || klen > KEY_MAX)
+        return STORE_EINVAL;
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    MDB_val k = {klen, (void *)key};
+    rc = mdb_del(txn, idx->db[kv_db(t)], &k, NULL);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_kv_del_prefix(struct index *idx, enum index_table t, const void *prefix,
+                                   size_t plen)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[kv_db(t)], &cur);
+    if (rc != 0)
+        return txn_end(txn, rc);
+    MDB_val k = {plen, (void *)prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        rc = mdb_cursor_del(cur, 0);
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cur);
+    return txn_end(txn, rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc);
+}
+
+enum store_err index_kv_scan(struct index *idx, enum index_table t, const void *prefix,
+                             size_t plen, index_kv_cb cb, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[kv_db(t)], &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
+    MDB_val k = {plen, (void *)prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        if (cb(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
 }

@@ -140,4 +140,25 @@ typedef int (*index_referrer_cb)(const struct index_referrer *r, void *arg);
 enum store_err index_referrers_list(struct index *idx, const char *repo,
                                     const struct digest *subject, index_referrer_cb cb, void *arg);
 
+/* ---- tables kept for other modules (auth: users, grants); records are theirs ---- */
+
+enum index_table { INDEX_USERS, INDEX_GRANTS };
+
+/* Keys of at most NAME_MAX_LEN + 1 + DIGEST_STR_MAX bytes. no_overwrite: STORE_EEXIST if set. */
+enum store_err index_kv_put(struct index *idx, enum index_table t, const void *key, size_t klen,
+                            const void *val, size_t vlen, bool no_overwrite);
+/* Copies the value into buf[cap] (STORE_EINVAL when larger); *len its size. */
+enum store_err index_kv_get(struct index *idx, enum index_table t, const void *key, size_t klen,
+                            void *buf, size_t cap, size_t *len);
+enum store_err index_kv_del(struct index *idx, enum index_table t, const void *key, size_t klen);
+/* Deletes every key starting with prefix, in one txn. */
+enum store_err index_kv_del_prefix(struct index *idx, enum index_table t, const void *prefix,
+                                   size_t plen);
+
+/* Called with BORROWED key and value, valid during the call. Non-zero stops. */
+typedef int (*index_kv_cb)(const void *key, size_t klen, const void *val, size_t vlen, void *arg);
+/* Visits, in key order, every entry whose key starts with prefix (plen 0: all). */
+enum store_err index_kv_scan(struct index *idx, enum index_table t, const void *prefix,
+                             size_t plen, index_kv_cb cb, void *arg);
+
 #endif

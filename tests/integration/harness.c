@@ -30,7 +30,7 @@ static void spawn(struct srv *s, const char *const *extra)
     snprintf(portfile, sizeof(portfile), "%s/port", s->dir);
     unlink(portfile);
     const char *argv[32] = {OCIREG_BIN, "serve", "--root", s->root, "--listen", "127.0.0.1:0",
-                            "--port-file", portfile, "--log-level", "warn"};
+                            "--port-file", portfile, "--log-level", s->log_level[0] ? s->log_level : "warn"};
     int argc = 10;
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 31; i++)
         argv[argc++] = extra[i];
@@ -40,6 +40,13 @@ static void spawn(struct srv *s, const char *const *extra)
     if (s->pid == 0) {
         /* a test that aborts must not leave its server running */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (s->log_to_file) {
+            char logpath[200];
+            snprintf(logpath, sizeof(logpath), "%s/server.log", s->dir);
+            int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (lfd != -1)
+                dup2(lfd, STDERR_FILENO);
+        }
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -64,7 +71,12 @@ static void spawn(struct srv *s, const char *const *extra)
 
 void srv_start(struct srv *s, const char *const *extra)
 {
+    bool log_to_file = s->log_to_file;
+    char level[sizeof(s->log_level)];
+    memcpy(level, s->log_level, sizeof(level));
     memset(s, 0, sizeof(*s));
+    s->log_to_file = log_to_file;
+    memcpy(s->log_level, level, sizeof(level));
     snprintf(s->dir, sizeof(s->dir), "/tmp/ocireg-it-XXXXXX");
     CHECK(mkdtemp(s->dir) != NULL);
     snprintf(s->root, sizeof(s->root), "%s/root", s->dir);
@@ -348,4 +360,44 @@ char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close
     }
     close(fd);
     return b.p != NULL ? b.p : strdup("");
+}
+
+int run_cli(struct srv *s, const char *stdin_text, char *out, size_t cap, const char *const *args)
+{
+    int in[2], outp[2];
+    CHECK(pipe(in) == 0 && pipe(outp) == 0);
+    pid_t pid = fork();
+    CHECK(pid != -1);
+    if (pid == 0) {
+        const char *argv[32] = {OCIREG_BIN};
+        int argc = 1;
+        for (size_t i = 0; args[i] != NULL && argc < 29; i++)
+            argv[argc++] = args[i];
+        argv[argc++] = "--root";
+        argv[argc++] = s->root;
+        argv[argc] = NULL;
+        dup2(in[0], STDIN_FILENO);
+        dup2(outp[1], STDOUT_FILENO);
+        close(in[1]);
+        close(outp[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(outp[1]);
+    if (stdin_text != NULL)
+        CHECK(write(in[1], stdin_text, strlen(stdin_text)) == (ssize_t)strlen(stdin_text));
+    close(in[1]);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(outp[0], out + len, cap - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(outp[0]);
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }

@@ -16,9 +16,15 @@ struct srv {
     char root[160]; /* storage root */
     unsigned port;
     char base[64]; /* http://127.0.0.1:PORT */
+    /* set before srv_start: the server's stderr goes to dir/server.log; its --log-level */
+    bool log_to_file;
+    char log_level[8];
 };
 
-/* Starts a server with a fresh root; extra flags may be NULL-terminated list or NULL. */
+/*
+ * Starts a server with a fresh root; extra flags may be NULL-terminated list or NULL.
+ * Only log_to_file and log_level of *s are read; the rest is filled in.
+ */
 void srv_start(struct srv *s, const char *const *extra);
 /* Starts again on the same root (after a stop or a kill). */
 void srv_restart(struct srv *s, const char *const *extra);
@@ -26,6 +32,11 @@ void srv_restart(struct srv *s, const char *const *extra);
 void srv_stop(struct srv *s);
 /* SIGKILL and wait. */
 void srv_kill(struct srv *s);
+/*
+ * Runs `ocireg ARGS... --root ROOT` with stdin_text on its standard input (NULL: /dev/null)
+ * and its standard output in out[cap]. Returns the exit status.
+ */
+int run_cli(struct srv *s, const char *stdin_text, char *out, size_t cap, const char *const *args);
 /* Removes the temp dir. */
 void srv_cleanup(struct srv *s);
 

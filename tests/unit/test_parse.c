@@ -26,6 +26,8 @@ static void test_routes(void)
     check_route("/v2/", ROUTE_BASE, NULL, NULL);
     check_route("/v2", ROUTE_BASE, NULL, NULL);
     check_route("/v2/_catalog", ROUTE_CATALOG, NULL, NULL);
+    check_route("/auth/token", ROUTE_TOKEN, NULL, NULL);
+    check_route("/auth/token/x", ROUTE_NONE, NULL, NULL);
     check_route("/v2/a/b/c/tags/list", ROUTE_TAGS, "a/b/c", NULL);
     check_route("/v2/a/manifests/latest", ROUTE_MANIFEST, "a", "latest");
     check_route("/v2/a/b/manifests/sha256:00", ROUTE_MANIFEST, "a/b", "sha256:00");
