@@ -434,3 +434,11 @@ bool auth_claims_catalog(const struct auth_claims *c)
             return true;
     return false;
 }
+
+bool auth_claims_mentions(const struct auth_claims *c, const char *repo)
+{
+    for (size_t i = 0; i < c->naccess; i++)
+        if (!c->access[i].catalog && strcmp(c->access[i].name, repo) == 0)
+            return true;
+    return false;
+}

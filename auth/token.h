@@ -81,5 +81,7 @@ void auth_claims_free(struct auth_claims *c);
 /* Actions the claims grant on repository repo. */
 unsigned auth_claims_allowed(const struct auth_claims *c, const char *repo);
 bool auth_claims_catalog(const struct auth_claims *c);
+/* True when the claims carry an entry for repo, even one granting nothing (a refusal). */
+bool auth_claims_mentions(const struct auth_claims *c, const char *repo);
 
 #endif

@@ -338,10 +338,25 @@ bool authz_check(struct request *r, enum MHD_Result *ret)
     snprintf(r->principal, sizeof(r->principal), "%s", r->claims.subject);
     bool ok = catalog ? auth_claims_catalog(&r->claims)
                       : (auth_claims_allowed(&r->claims, r->name) & need) == need;
-    if (ok)
-        return true;
-    *ret = challenge(r, scope, "insufficient_scope", "token does not grant this action");
-    return false;
+    if (!ok) {
+        *ret = challenge(r, scope, "insufficient_scope", "token does not grant this action");
+        return false;
+    }
+    /*
+     * A mount also needs pull on from. A token that never asked for from gets a challenge
+     * naming both scopes; one that asked and was refused just gets an ordinary upload.
+     */
+    const char *from = r->route.kind == ROUTE_UPLOAD_START && req_arg(r, "mount") != NULL
+                           ? req_arg(r, "from")
+                           : NULL;
+    if (from != NULL && name_valid(from, strlen(from)) &&
+        !auth_claims_mentions(&r->claims, from)) {
+        char both[2 * NAME_MAX_LEN + 64];
+        snprintf(both, sizeof(both), "%s repository:%s:pull", scope, from);
+        *ret = challenge(r, both, "insufficient_scope", "a mount needs pull on its source");
+        return false;
+    }
+    return true;
 }
 
 /* ---- the token endpoint ---- */
@@ -431,9 +446,9 @@ static enum MHD_Result issue_tokens(struct request *r, const struct token_params
                     granted[n++] = a;
                 continue;
             }
+            /* a refused scope stays in, with no actions: the client learns it was asked */
             a.actions &= auth_allowed(srv->idx, who, a.name);
-            if (a.actions != 0)
-                granted[n++] = a;
+            granted[n++] = a;
         }
     }
     uint64_t now = (uint64_t)time(NULL);

@@ -411,6 +411,17 @@ static void test_mount_needs_pull_on_from(void)
     r = req("POST", path, auth, "", 0);
     EXPECT(r, 202, NULL);
     resp_free(r);
+    /* a token that never asked about from: challenged for both scopes */
+    char only[4096], only_auth[HDR_MAX], h[512];
+    CHECK_INT(get_token("bob", bob_pw, "scope=repository:bob/y:pull,push", only, sizeof(only)), ==,
+              200);
+    bearer(only, only_auth, sizeof(only_auth));
+    snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s&from=team/app", d);
+    r = req("POST", path, only_auth, "", 0);
+    EXPECT(r, 401, NULL);
+    resp_hdr(r, "WWW-Authenticate", h, sizeof(h));
+    CHECK(strstr(h, "scope=\"repository:bob/y:pull,push repository:team/app:pull\"") != NULL);
+    resp_free(r);
     /* from a repository bob may pull: mounted */
     snprintf(path, sizeof(path), "/v2/bob/x/blobs/uploads/?mount=%s&from=team/app", d);
     r = req("POST", path, auth, "", 0);
