@@ -19,10 +19,18 @@ unsigned api_err_status(enum api_err e)
 
 const char *api_err_code(enum api_err e)
 {
-    /* 413 and 5xx rows are ours; the spec's body for them uses these codes */
+    /*
+     * A JSON 4xx body must carry a code of the spec's table: our finer rows borrow the
+     * nearest one (the status and detail still tell them apart). 5xx bodies say UNKNOWN.
+     */
     switch (e) {
     case API_MANIFEST_TOO_BIG:
         return "SIZE_INVALID";
+    case API_RANGE_INVALID:
+        return "BLOB_UPLOAD_INVALID";
+    case API_PAGINATION_NUMBER_INVALID:
+    case API_NOT_FOUND:
+        return "UNSUPPORTED";
     case API_INSUFFICIENT_STORAGE:
     case API_UNAVAILABLE:
     case API_UNKNOWN:

@@ -613,7 +613,7 @@ static void test_lists(void)
     CHECK(resp_hdr(r, "Link", h, sizeof(h)) == NULL);
     resp_free(r);
     r = req("GET", "/v2/list/a/tags/list?n=x", NULL, NULL, 0);
-    EXPECT(r, 400, "PAGINATION_NUMBER_INVALID");
+    EXPECT(r, 400, "UNSUPPORTED");
     resp_free(r);
     r = req("GET", "/v2/list/none/tags/list", NULL, NULL, 0);
     EXPECT(r, 404, "NAME_UNKNOWN");
