@@ -97,6 +97,20 @@ enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detai
 
 enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what)
 {
+    if (e == STORE_EQUOTA) {
+        struct index_usage u = {0};
+        uint64_t quota = 0;
+        if (index_usage_get(r->srv->idx, 'r', r->name, &u) == STORE_OK)
+            quota = u.quota;
+        if (quota == 0)
+            (void)index_quota_default(r->srv->idx, &quota);
+        char detail[NAME_MAX_LEN + 128];
+        snprintf(detail, sizeof(detail),
+                 "repository %s is over its quota of %llu bytes (%llu stored)", r->name,
+                 (unsigned long long)quota, (unsigned long long)u.stored_bytes);
+        log_info("%s: %s", what, detail);
+        return reply_error(r, API_DENIED, detail);
+    }
     log_error("%s (repository %s): %s%s%s", what, r->name, store_strerror(e),
               e == STORE_EIO ? ": " : "", e == STORE_EIO ? strerror(errno) : "");
     return reply_error(r, api_err_from_store(e), store_strerror(e));

@@ -17,6 +17,7 @@
     X(ETOOBIG, "too large")                                                                        \
     X(ENOSPC, "no space left on device")                                                           \
     X(EMAPFULL, "index map full")                                                                  \
+    X(EQUOTA, "repository quota exceeded")                                                         \
     X(ENOMEM, "out of memory")                                                                     \
     X(EIO, "input/output error")
 

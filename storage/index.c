@@ -12,6 +12,8 @@
 /* Longest key: repo \0 digest, or repo \0 tag. */
 #define KEY_MAX (NAME_MAX_LEN + 1 + DIGEST_STR_MAX)
 #define REC_MAX 1024
+/* An int status of our own beside LMDB's (which lie in -30800..-30780): quota exceeded. */
+#define RC_QUOTA (-30001)
 
 enum dbi {
     DB_REPOS,
@@ -24,12 +26,13 @@ enum dbi {
     DB_UPLOADS,
     DB_USERS,
     DB_GRANTS,
+    DB_USAGE,
     DB_COUNT
 };
 
 static const char *const db_names[DB_COUNT] = {
     "repos", "tags", "manifests", "repo_manifests", "links", "blobs", "referrers", "uploads",
-    "users", "grants",
+    "users", "grants", "usage",
 };
 
 struct index {
@@ -208,6 +211,8 @@ static enum store_err map_mdb(int rc)
         return STORE_EEXIST;
     case MDB_MAP_FULL:
         return STORE_EMAPFULL;
+    case RC_QUOTA:
+        return STORE_EQUOTA;
     case ENOMEM:
         return STORE_ENOMEM;
     case ENOSPC:
@@ -316,6 +321,96 @@ bool index_repo_exists(struct index *idx, const char *repo)
     return rc == 0;
 }
 
+/* ---- usage: per repository and per user figures, registry totals, quotas ---- */
+
+#define USAGE_FIELDS 6 /* stored, ingress, egress, pulls, pushes, quota */
+#define TOTALS_FIELDS 3
+
+/* "r\0repo", "u\0user", "g" (totals), "d" (default quota) */
+static void usage_key(struct key *k, char kind, const char *name)
+{
+    char prefix[2] = {kind, '\0'};
+    key2(k, prefix, name);
+}
+
+static int fields_get(struct index *idx, MDB_txn *txn, const struct key *k, uint64_t *f, int n)
+{
+    MDB_val v;
+    for (int i = 0; i < n; i++)
+        f[i] = 0;
+    int rc = mdb_get(txn, idx->db[DB_USAGE], (MDB_val *)&k->val, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    struct rrec r = rrec_of(&v);
+    /* records may be shorter (written before a field existed): missing fields read as 0 */
+    for (int i = 0; i < n && r.pos + 8 <= r.len; i++)
+        f[i] = get_u64(&r);
+    return r.bad ? MDB_CORRUPTED : 0;
+}
+
+static int fields_put(struct index *idx, MDB_txn *txn, const struct key *k, const uint64_t *f,
+                      int n)
+{
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    for (int i = 0; i < n; i++)
+        put_u64(&w, f[i]);
+    MDB_val v = wrec_val(&w);
+    return mdb_put(txn, idx->db[DB_USAGE], (MDB_val *)&k->val, &v, 0);
+}
+
+static uint64_t add_signed(uint64_t v, int64_t d)
+{
+    if (d < 0 && (uint64_t)(-d) > v)
+        return 0;
+    return d < 0 ? v - (uint64_t)(-d) : v + (uint64_t)d;
+}
+
+/* Changes repo's stored bytes by delta; a growth past its quota is STORE_EQUOTA (as an int). */
+static int stored_adjust(struct index *idx, MDB_txn *txn, const char *repo, int64_t delta)
+{
+    struct key k;
+    uint64_t f[USAGE_FIELDS];
+    usage_key(&k, 'r', repo);
+    int rc = fields_get(idx, txn, &k, f, USAGE_FIELDS);
+    if (rc != 0)
+        return rc;
+    if (delta > 0) {
+        uint64_t quota = f[5];
+        if (quota == 0) {
+            struct key dk;
+            uint64_t dq[1];
+            usage_key(&dk, 'd', "");
+            rc = fields_get(idx, txn, &dk, dq, 1);
+            if (rc != 0)
+                return rc;
+            quota = dq[0];
+        }
+        if (quota != 0 && f[0] + (uint64_t)delta > quota)
+            return RC_QUOTA;
+    }
+    f[0] = add_signed(f[0], delta);
+    return fields_put(idx, txn, &k, f, USAGE_FIELDS);
+}
+
+/* Registry totals: physical bytes, blobs, manifests. */
+static int totals_adjust(struct index *idx, MDB_txn *txn, int64_t bytes, int64_t blobs,
+                         int64_t manifests)
+{
+    struct key k;
+    uint64_t f[TOTALS_FIELDS];
+    usage_key(&k, 'g', "");
+    int rc = fields_get(idx, txn, &k, f, TOTALS_FIELDS);
+    if (rc != 0)
+        return rc;
+    f[0] = add_signed(f[0], bytes);
+    f[1] = add_signed(f[1], blobs);
+    f[2] = add_signed(f[2], manifests);
+    return fields_put(idx, txn, &k, f, TOTALS_FIELDS);
+}
+
 /* ---- blobs and links ---- */
 
 static int link_get(struct index *idx, MDB_txn *txn, const char *repo, const struct digest *d,
@@ -369,6 +464,10 @@ static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uin
             return MDB_CORRUPTED;
     } else if (rc != MDB_NOTFOUND) {
         return rc;
+    } else {
+        rc = totals_adjust(idx, txn, (int64_t)size, 1, 0);
+        if (rc != 0)
+            return rc;
     }
     if (delta < 0 && refs > 0)
         refs--;
@@ -423,6 +522,8 @@ enum store_err index_blob_link(struct index *idx, const char *repo, const struct
         rc = mdb_put(txn, idx->db[DB_LINKS], &k.val, &v, 0);
     }
     if (rc == 0)
+        rc = stored_adjust(idx, txn, repo, (int64_t)sz);
+    if (rc == 0)
         rc = blob_ref(idx, txn, d, sz, +1);
     enum store_err err = txn_end(txn, rc);
     if (err == STORE_OK)
@@ -455,6 +556,8 @@ enum store_err index_blob_unlink(struct index *idx, const char *repo, const stru
         key2(&k, repo, d->str);
         rc = mdb_del(txn, idx->db[DB_LINKS], &k.val, NULL);
     }
+    if (rc == 0)
+        rc = stored_adjust(idx, txn, repo, -(int64_t)size);
     if (rc == 0)
         rc = blob_ref(idx, txn, d, size, -1);
     return txn_end(txn, rc);
@@ -558,7 +661,9 @@ static int manifest_ref(struct index *idx, MDB_txn *txn, const char *digest, con
         if (delta < 0 || bytes == NULL)
             return 0;
         MDB_val nv = {5 + len, NULL};
-        rc = mdb_put(txn, idx->db[DB_MANIFESTS], &k.val, &nv, MDB_RESERVE);
+        rc = totals_adjust(idx, txn, (int64_t)len, 0, 1);
+        if (rc == 0)
+            rc = mdb_put(txn, idx->db[DB_MANIFESTS], &k.val, &nv, MDB_RESERVE);
         if (rc != 0)
             return rc;
         unsigned char *p = nv.mv_data;
@@ -575,8 +680,10 @@ static int manifest_ref(struct index *idx, MDB_txn *txn, const char *digest, con
     const unsigned char *p = v.mv_data;
     uint32_t refs = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
                     (uint32_t)p[4] << 24;
-    if (delta < 0 && refs <= 1)
-        return mdb_del(txn, idx->db[DB_MANIFESTS], &k.val, NULL);
+    if (delta < 0 && refs <= 1) {
+        rc = totals_adjust(idx, txn, -(int64_t)(v.mv_size - 5), 0, -1);
+        return rc != 0 ? rc : mdb_del(txn, idx->db[DB_MANIFESTS], &k.val, NULL);
+    }
     refs = delta < 0 ? refs - 1 : refs + 1;
     /* Rewrite in place through a reserved copy: LMDB data may not be modified directly. */
     size_t total = v.mv_size;
@@ -645,6 +752,8 @@ enum store_err index_manifest_put(struct index *idx, const struct index_manifest
         put_str(&w, info->has_subject ? info->subject.str : "");
         MDB_val v = wrec_val(&w);
         rc = w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_REPO_MANIFESTS], &k.val, &v, 0);
+        if (rc == 0)
+            rc = stored_adjust(idx, txn, m->repo, (int64_t)m->len);
         if (rc == 0)
             rc = manifest_ref(idx, txn, m->digest.str, m->bytes, m->len, +1);
         if (rc == 0 && info->has_subject) {
@@ -771,6 +880,8 @@ enum store_err index_manifest_delete(struct index *idx, const char *repo, const 
         key2(&k, repo, d->str);
         rc = mdb_del(txn, idx->db[DB_REPO_MANIFESTS], &k.val, NULL);
     }
+    if (rc == 0)
+        rc = stored_adjust(idx, txn, repo, -(int64_t)rm.size);
     if (rc == 0)
         rc = untag_digest(idx, txn, repo, d->str);
     if (rc == 0 && rm.subject[0] != '\0') {
@@ -1031,4 +1142,365 @@ enum store_err index_kv_scan(struct index *idx, enum index_table t, const void *
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+/* ---- usage ---- */
+
+static void usage_unpack(const uint64_t *f, struct index_usage *u)
+{
+    u->stored_bytes = f[0];
+    u->ingress_bytes = f[1];
+    u->egress_bytes = f[2];
+    u->pulls = f[3];
+    u->pushes = f[4];
+    u->quota = f[5];
+}
+
+enum store_err index_usage_get(struct index *idx, char kind, const char *name,
+                               struct index_usage *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    uint64_t f[USAGE_FIELDS];
+    usage_key(&k, kind, name);
+    rc = fields_get(idx, txn, &k, f, USAGE_FIELDS);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        usage_unpack(f, out);
+    return map_mdb(rc);
+}
+
+enum store_err index_usage_list(struct index *idx, char kind, const char *last, size_t n,
+                                index_usage_cb cb, void *arg, bool *more)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[DB_USAGE], &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
+    struct key start;
+    usage_key(&start, kind, last != NULL ? last : "");
+    MDB_val k = start.val, v;
+    size_t count = 0;
+    *more = false;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= 2 && ((char *)k.mv_data)[0] == kind &&
+           ((char *)k.mv_data)[1] == '\0') {
+        if (last != NULL && k.mv_size == start.val.mv_size &&
+            memcmp(k.mv_data, start.buf, k.mv_size) == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        if (count == n) {
+            *more = true;
+            break;
+        }
+        char name[KEY_MAX + 1];
+        memcpy(name, (char *)k.mv_data + 2, k.mv_size - 2);
+        name[k.mv_size - 2] = '\0';
+        struct rrec r = rrec_of(&v);
+        uint64_t f[USAGE_FIELDS] = {0};
+        for (int i = 0; i < USAGE_FIELDS && r.pos + 8 <= r.len; i++)
+            f[i] = get_u64(&r);
+        struct index_usage u;
+        usage_unpack(f, &u);
+        if (cb(name, &u, arg) != 0)
+            break;
+        count++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+enum store_err index_transfer_add(struct index *idx, const struct index_transfer *t, size_t n)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct key k;
+        uint64_t f[USAGE_FIELDS];
+        usage_key(&k, t[i].kind, t[i].name);
+        rc = fields_get(idx, txn, &k, f, USAGE_FIELDS);
+        if (rc != 0)
+            break;
+        f[1] += t[i].ingress_bytes;
+        f[2] += t[i].egress_bytes;
+        f[3] += t[i].pulls;
+        f[4] += t[i].pushes;
+        rc = fields_put(idx, txn, &k, f, USAGE_FIELDS);
+    }
+    return txn_end(txn, rc);
+}
+
+enum store_err index_totals_get(struct index *idx, struct index_totals *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    uint64_t f[TOTALS_FIELDS];
+    usage_key(&k, 'g', "");
+    rc = fields_get(idx, txn, &k, f, TOTALS_FIELDS);
+    mdb_txn_abort(txn);
+    if (rc == 0) {
+        out->physical_bytes = f[0];
+        out->blobs = f[1];
+        out->manifests = f[2];
+    }
+    return map_mdb(rc);
+}
+
+enum store_err index_quota_set(struct index *idx, const char *repo, uint64_t bytes)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    if (repo == NULL) {
+        uint64_t f[1] = {bytes};
+        usage_key(&k, 'd', "");
+        rc = fields_put(idx, txn, &k, f, 1);
+    } else {
+        uint64_t f[USAGE_FIELDS];
+        usage_key(&k, 'r', repo);
+        rc = fields_get(idx, txn, &k, f, USAGE_FIELDS);
+        f[5] = bytes;
+        if (rc == 0)
+            rc = fields_put(idx, txn, &k, f, USAGE_FIELDS);
+    }
+    return txn_end(txn, rc);
+}
+
+enum store_err index_quota_default(struct index *idx, uint64_t *bytes)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    uint64_t f[1];
+    usage_key(&k, 'd', "");
+    rc = fields_get(idx, txn, &k, f, 1);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        *bytes = f[0];
+    return map_mdb(rc);
+}
+
+/* Sums, over repo's links (or its manifests), the sizes; only_exclusive keeps entries whose
+ * blob or manifest no other repository holds. */
+static int sum_repo(struct index *idx, MDB_txn *txn, enum dbi db, const char *repo,
+                    bool only_exclusive, uint64_t *sum)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, idx->db[db], &cur);
+    if (rc != 0)
+        return rc;
+    struct key prefix;
+    key2(&prefix, repo, "");
+    MDB_val k = prefix.val, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= prefix.val.mv_size &&
+           memcmp(k.mv_data, prefix.buf, prefix.val.mv_size) == 0) {
+        struct rrec r = rrec_of(&v);
+        uint64_t size = get_u64(&r);
+        if (r.bad) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        bool count = true;
+        if (only_exclusive) {
+            char dg[DIGEST_STR_MAX];
+            size_t dl = k.mv_size - prefix.val.mv_size;
+            if (dl >= sizeof(dg)) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            memcpy(dg, (char *)k.mv_data + prefix.val.mv_size, dl);
+            dg[dl] = '\0';
+            struct key dk;
+            key1(&dk, dg);
+            MDB_val bv;
+            uint32_t refs = 0;
+            if (db == DB_LINKS && mdb_get(txn, idx->db[DB_BLOBS], &dk.val, &bv) == 0) {
+                struct rrec br = rrec_of(&bv);
+                (void)get_u64(&br);
+                refs = get_u32(&br);
+            } else if (db == DB_REPO_MANIFESTS &&
+                       mdb_get(txn, idx->db[DB_MANIFESTS], &dk.val, &bv) == 0 && bv.mv_size >= 5) {
+                const unsigned char *p = bv.mv_data;
+                refs = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                       (uint32_t)p[4] << 24;
+            }
+            count = refs <= 1;
+        }
+        if (count)
+            *sum += size;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static enum store_err repo_sum(struct index *idx, const char *repo, bool exclusive, uint64_t *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t sum = 0;
+    rc = sum_repo(idx, txn, DB_LINKS, repo, exclusive, &sum);
+    if (rc == 0)
+        rc = sum_repo(idx, txn, DB_REPO_MANIFESTS, repo, exclusive, &sum);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        *out = sum;
+    return map_mdb(rc);
+}
+
+enum store_err index_exclusive_bytes(struct index *idx, const char *repo, uint64_t *out)
+{
+    return repo_sum(idx, repo, true, out);
+}
+
+enum store_err index_recount(struct index *idx, const char *repo, uint64_t *stored)
+{
+    return repo_sum(idx, repo, false, stored);
+}
+
+/* "s" + 8-byte big-endian hour + the usage key: snapshots sort by time. */
+static size_t snapshot_key(char *buf, uint64_t hour, const void *ukey, size_t ulen)
+{
+    buf[0] = 's';
+    for (int i = 0; i < 8; i++)
+        buf[1 + i] = (char)(hour >> (8 * (7 - i)));
+    memcpy(buf + 9, ukey, ulen);
+    return 9 + ulen;
+}
+
+enum store_err index_snapshot_take(struct index *idx, uint64_t hour)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    /* the marker: this hour was taken */
+    char mk[16];
+    size_t ml = snapshot_key(mk, hour, "", 0);
+    MDB_val mkey = {ml, mk}, mval = {1, (void *)"\1"};
+    rc = mdb_put(txn, idx->db[DB_USAGE], &mkey, &mval, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        mdb_txn_abort(txn);
+        return STORE_OK;
+    }
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, idx->db[DB_USAGE], &cur);
+    if (rc != 0)
+        return txn_end(txn, rc);
+    /* copy every r and u entry (keys below 's' sort first, snapshots after) */
+    char kinds[2] = {'r', 'u'};
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        char start[2] = {kinds[i], '\0'};
+        MDB_val k = {2, start}, v;
+        int crc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (crc == 0 && ((char *)k.mv_data)[0] == kinds[i]) {
+            char sk[KEY_MAX + 16];
+            if (k.mv_size > KEY_MAX)
+                break;
+            size_t sl = snapshot_key(sk, hour, k.mv_data, k.mv_size);
+            MDB_val skey = {sl, sk}, sval = v;
+            /* v may move when the tree changes: copy it first */
+            unsigned char copy[REC_MAX];
+            if (v.mv_size > sizeof(copy)) {
+                crc = MDB_CORRUPTED;
+                break;
+            }
+            memcpy(copy, v.mv_data, v.mv_size);
+            sval.mv_data = copy;
+            rc = mdb_put(txn, idx->db[DB_USAGE], &skey, &sval, 0);
+            if (rc != 0)
+                break;
+            /* re-seek: the put may have invalidated the cursor position */
+            MDB_val again = {k.mv_size, NULL};
+            char kb[KEY_MAX];
+            memcpy(kb, k.mv_data, k.mv_size);
+            again.mv_data = kb;
+            crc = mdb_cursor_get(cur, &again, &v, MDB_SET_RANGE);
+            if (crc == 0)
+                crc = mdb_cursor_get(cur, &again, &v, MDB_NEXT);
+            k = again;
+        }
+        if (crc != 0 && crc != MDB_NOTFOUND && rc == 0)
+            rc = crc;
+    }
+    mdb_cursor_close(cur);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_snapshot_get(struct index *idx, uint64_t hour, char kind, const char *name,
+                                  struct index_usage *out, uint64_t *at)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[DB_USAGE], &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
+    /* the newest marker at or before hour */
+    char mk[16];
+    size_t ml = snapshot_key(mk, hour + 1, "", 0);
+    MDB_val k = {ml, mk}, v;
+    uint64_t found = 0;
+    bool have = false;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    while (rc == 0 && k.mv_size >= 9 && ((char *)k.mv_data)[0] == 's') {
+        if (k.mv_size == 9) {
+            for (int i = 0; i < 8; i++)
+                found = (found << 8) | ((unsigned char *)k.mv_data)[1 + i];
+            have = found <= hour;
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    rc = 0;
+    if (!have) {
+        mdb_txn_abort(txn);
+        return STORE_ENOENT;
+    }
+    struct key uk;
+    usage_key(&uk, kind, name);
+    char sk[KEY_MAX + 16];
+    size_t sl = snapshot_key(sk, found, uk.buf, uk.val.mv_size);
+    MDB_val skey = {sl, sk};
+    uint64_t f[USAGE_FIELDS] = {0};
+    if (mdb_get(txn, idx->db[DB_USAGE], &skey, &v) == 0) {
+        struct rrec r = rrec_of(&v);
+        for (int i = 0; i < USAGE_FIELDS && r.pos + 8 <= r.len; i++)
+            f[i] = get_u64(&r);
+    }
+    mdb_txn_abort(txn);
+    usage_unpack(f, out);
+    *at = found;
+    return STORE_OK;
 }

@@ -140,6 +140,66 @@ typedef int (*index_referrer_cb)(const struct index_referrer *r, void *arg);
 enum store_err index_referrers_list(struct index *idx, const char *repo,
                                     const struct digest *subject, index_referrer_cb cb, void *arg);
 
+/* ---- usage: billing figures ---- */
+
+/*
+ * Per repository ('r') or per user ('u'). stored_bytes is the size of the distinct blobs
+ * linked into the repository plus its manifests, kept exact in the txns that change them.
+ * The transfer counters are monotonic, added in batches by index_transfer_add.
+ */
+struct index_usage {
+    uint64_t stored_bytes;
+    uint64_t ingress_bytes;
+    uint64_t egress_bytes;
+    uint64_t pulls;
+    uint64_t pushes;
+    uint64_t quota; /* bytes; 0 = none (the default quota may still apply) */
+};
+
+struct index_totals {
+    uint64_t physical_bytes; /* blob files and manifests, each counted once */
+    uint64_t blobs;
+    uint64_t manifests;
+};
+
+struct index_transfer {
+    char kind; /* 'r' repository, 'u' user */
+    const char *name;
+    uint64_t ingress_bytes, egress_bytes, pulls, pushes;
+};
+
+/* Figures of one repository or user (zeros when it has none). */
+enum store_err index_usage_get(struct index *idx, char kind, const char *name,
+                               struct index_usage *out);
+
+typedef int (*index_usage_cb)(const char *name, const struct index_usage *u, void *arg);
+/* Lists the entries of a kind in name order after last (NULL: from the start), n at most. */
+enum store_err index_usage_list(struct index *idx, char kind, const char *last, size_t n,
+                                index_usage_cb cb, void *arg, bool *more);
+
+/* Adds transfer deltas, all in one txn. */
+enum store_err index_transfer_add(struct index *idx, const struct index_transfer *t, size_t n);
+
+enum store_err index_totals_get(struct index *idx, struct index_totals *out);
+
+/* Sets repo's quota (repo NULL: the default for repositories without one); 0 removes it.
+ * A change that would grow a repository past its quota fails with STORE_EQUOTA. */
+enum store_err index_quota_set(struct index *idx, const char *repo, uint64_t bytes);
+enum store_err index_quota_default(struct index *idx, uint64_t *bytes);
+
+/* The part of repo's stored bytes that no other repository references. */
+enum store_err index_exclusive_bytes(struct index *idx, const char *repo, uint64_t *out);
+
+/* Recounts repo's stored bytes from its links and manifests (for fsck and tests). */
+enum store_err index_recount(struct index *idx, const char *repo, uint64_t *stored);
+
+/* Stores a copy of every usage entry under hour (seconds / 3600), once per hour. */
+enum store_err index_snapshot_take(struct index *idx, uint64_t hour);
+/* The newest snapshot of an entry taken at or before hour; *at says when (STORE_ENOENT:
+ * none, the entry's figures then count from zero). */
+enum store_err index_snapshot_get(struct index *idx, uint64_t hour, char kind, const char *name,
+                                  struct index_usage *out, uint64_t *at);
+
 /* ---- tables kept for other modules (auth: users, grants); records are theirs ---- */
 
 enum index_table { INDEX_USERS, INDEX_GRANTS };

@@ -251,8 +251,8 @@ static struct index *open_index(void)
 static int collect(const char *name, size_t len, void *arg)
 {
     char *out = arg;
-    strncat(out, name, len);
-    strcat(out, ",");
+    size_t used = strlen(out);
+    snprintf(out + used, 256 - used, "%.*s,", (int)len, name);
     return 0;
 }
 
@@ -300,6 +300,12 @@ static void test_index_blobs_and_lists(void)
     CHECK_INT(index_upload_del(idx, "0123456789abcdef0123456789abcdef"), ==, STORE_OK);
     CHECK_INT(index_upload_get(idx, "0123456789abcdef0123456789abcdef", &got), ==, STORE_ENOENT);
     index_close(idx);
+}
+
+static int collect_usage(const char *name, const struct index_usage *u, void *arg)
+{
+    (void)u;
+    return collect(name, strlen(name), arg);
 }
 
 static int count_referrers(const struct index_referrer *r, void *arg)
@@ -386,6 +392,74 @@ static void test_index_manifests(void)
     index_close(idx);
 }
 
+static void test_usage(void)
+{
+    fresh_dir();
+    struct index *idx = open_index();
+    struct digest a, b;
+    CHECK_INT(digest_of(DIGEST_SHA256, "a", 1, &a), ==, STORE_OK);
+    CHECK_INT(digest_of(DIGEST_SHA256, "b", 1, &b), ==, STORE_OK);
+    uint64_t size = 100;
+    CHECK_INT(index_blob_link(idx, "x", &a, &size, NULL), ==, STORE_OK);
+    size = 100;
+    CHECK_INT(index_blob_link(idx, "x", &a, &size, NULL), ==, STORE_OK); /* counted once */
+    size = 40;
+    CHECK_INT(index_blob_link(idx, "x", &b, &size, NULL), ==, STORE_OK);
+    size = 0;
+    CHECK_INT(index_blob_link(idx, "y", &a, &size, "x"), ==, STORE_OK);
+    struct index_usage u;
+    CHECK_INT(index_usage_get(idx, 'r', "x", &u), ==, STORE_OK);
+    CHECK_INT(u.stored_bytes, ==, 140);
+    CHECK_INT(index_usage_get(idx, 'r', "y", &u), ==, STORE_OK);
+    CHECK_INT(u.stored_bytes, ==, 100);
+    uint64_t ex = 0;
+    CHECK_INT(index_exclusive_bytes(idx, "x", &ex), ==, STORE_OK);
+    CHECK_INT(ex, ==, 40);
+    CHECK_INT(index_exclusive_bytes(idx, "y", &ex), ==, STORE_OK);
+    CHECK_INT(ex, ==, 0);
+    struct index_totals t;
+    CHECK_INT(index_totals_get(idx, &t), ==, STORE_OK);
+    CHECK_INT(t.physical_bytes, ==, 140);
+    CHECK_INT(t.blobs, ==, 2);
+    uint64_t rc_stored = 0;
+    CHECK_INT(index_recount(idx, "x", &rc_stored), ==, STORE_OK);
+    CHECK_INT(rc_stored, ==, 140);
+    /* quotas: the repository's own, else the default */
+    CHECK_INT(index_quota_set(idx, "y", 150), ==, STORE_OK);
+    size = 60;
+    CHECK_INT(index_blob_link(idx, "y", &b, &size, NULL), ==, STORE_EQUOTA);
+    CHECK_INT(index_blob_linked(idx, "y", &b, &size), ==, STORE_ENOENT);
+    CHECK_INT(index_quota_set(idx, "y", 0), ==, STORE_OK);
+    CHECK_INT(index_quota_set(idx, NULL, 120), ==, STORE_OK);
+    size = 40;
+    CHECK_INT(index_blob_link(idx, "y", &b, &size, NULL), ==, STORE_EQUOTA);
+    CHECK_INT(index_blob_unlink(idx, "y", &a), ==, STORE_OK); /* deleting frees quota */
+    size = 40;
+    CHECK_INT(index_blob_link(idx, "y", &b, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_quota_set(idx, NULL, 0), ==, STORE_OK);
+    /* transfer counters and hourly snapshots */
+    struct index_transfer tr[2] = {{'r', "x", 10, 20, 1, 2}, {'u', "alice", 10, 0, 0, 2}};
+    CHECK_INT(index_transfer_add(idx, tr, 2), ==, STORE_OK);
+    CHECK_INT(index_snapshot_take(idx, 1000), ==, STORE_OK);
+    CHECK_INT(index_transfer_add(idx, tr, 1), ==, STORE_OK);
+    CHECK_INT(index_usage_get(idx, 'r', "x", &u), ==, STORE_OK);
+    CHECK_INT(u.ingress_bytes, ==, 20);
+    CHECK_INT(u.egress_bytes, ==, 40);
+    CHECK_INT(u.pushes, ==, 4);
+    uint64_t at = 0;
+    CHECK_INT(index_snapshot_get(idx, 999, 'r', "x", &u, &at), ==, STORE_ENOENT);
+    CHECK_INT(index_snapshot_get(idx, 1005, 'r', "x", &u, &at), ==, STORE_OK);
+    CHECK_INT(at, ==, 1000);
+    CHECK_INT(u.ingress_bytes, ==, 10);
+    CHECK_INT(index_snapshot_get(idx, 1005, 'u', "alice", &u, &at), ==, STORE_OK);
+    CHECK_INT(u.pushes, ==, 2);
+    char out[256] = "";
+    bool more;
+    CHECK_INT(index_usage_list(idx, 'r', NULL, 10, collect_usage, out, &more), ==, STORE_OK);
+    CHECK_STR(out, "x,y,");
+    index_close(idx);
+}
+
 int main(void)
 {
     RUN(test_names);
@@ -394,6 +468,7 @@ int main(void)
     RUN(test_uploads);
     RUN(test_index_blobs_and_lists);
     RUN(test_index_manifests);
+    RUN(test_usage);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }
