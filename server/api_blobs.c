@@ -70,5 +70,6 @@ enum MHD_Result api_blob(struct request *r)
     if (status == MHD_HTTP_PARTIAL_CONTENT)
         resp_header(resp, "Content-Range", cr);
     r->succeeded = true;
+    req_count_download(r, len);
     return reply(r, status, resp);
 }

@@ -42,6 +42,10 @@ static enum MHD_Result manifest_get(struct request *r)
     snprintf(etag, sizeof(etag), "\"%s\"", d.str);
     resp_header(resp, "ETag", etag);
     r->succeeded = true;
+    if (r->method == M_GET) {
+        req_count_download(r, m.size);
+        req_count(r, 0, 1, 0);
+    }
     return reply(r, MHD_HTTP_OK, resp);
 }
 
@@ -173,6 +177,7 @@ static enum MHD_Result manifest_put(struct request *r)
             resp_header(resp, "OCI-Tag", tl.tags[i]);
     }
     r->succeeded = true;
+    req_count(r, r->buf_len, 0, 1);
     ret = reply(r, MHD_HTTP_CREATED, resp);
 out:
     manifest_info_free(&info);

@@ -143,6 +143,7 @@ static enum MHD_Result put_done(struct request *r)
     rc = index_blob_link(r->srv->idx, r->name, &r->put_digest, &size, NULL);
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "blob link");
+    req_count(r, size, 0, 0);
     if (!r->monolithic) {
         rc = index_upload_del(r->srv->idx, r->upload_id);
         if (rc != STORE_OK && rc != STORE_ENOENT)

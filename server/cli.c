@@ -14,6 +14,7 @@
 #include "server/cli.h"
 #include "server/httpparse.h"
 #include "storage/index.h"
+#include "storage/names.h"
 
 #define MAP_SIZE ((uint64_t)64 << 30)
 
@@ -85,7 +86,10 @@ struct common {
     bool robot;
     const char *ttl;
     const char *service;
-    const char *pos[4];
+    bool json;
+    const char *since;
+    const char *quota;
+    const char *pos[64];
     int npos;
 };
 
@@ -94,7 +98,9 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
     static const struct option opts[] = {
         {"root", required_argument, NULL, 'r'}, {"robot", no_argument, NULL, 'b'},
         {"ttl", required_argument, NULL, 't'},  {"service", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'},       {"since", required_argument, NULL, 'S'},
+        {"quota", required_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     memset(c, 0, sizeof(*c));
     const char *env = getenv("OCIREG_ROOT");
@@ -117,6 +123,15 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
         case 's':
             c->service = optarg;
             break;
+        case 'j':
+            c->json = true;
+            break;
+        case 'S':
+            c->since = optarg;
+            break;
+        case 'q':
+            c->quota = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -126,7 +141,7 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
         }
     }
     for (; optind < argc; optind++) {
-        if (c->npos == 4) {
+        if (c->npos == (int)(sizeof(c->pos) / sizeof(c->pos[0]))) {
             fprintf(stderr, "ocireg: too many arguments\n%s", usage);
             return 2;
         }
@@ -342,4 +357,211 @@ int cli_login_password(int argc, char **argv)
     free(tok);
     auth_keys_close(keys);
     return ret;
+}
+
+/* ---- usage and quotas ---- */
+
+static const char usage_usage[] =
+    "usage: ocireg usage [--json] [--since WHEN] [REPO...] [--root DIR]\n"
+    "\n"
+    "Per-repository figures for billing: stored bytes (distinct blobs and manifests the\n"
+    "repository references), exclusive bytes (what deleting it would free), ingress and egress\n"
+    "bytes, pulls (manifest GETs) and pushes (manifest PUTs); then the registry's totals.\n"
+    "Works while the server runs (its transfer counters reach the index every second).\n"
+    "--since WHEN reports transfer counters as deltas from the hourly snapshot at or before\n"
+    "WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC), or a duration ago (36h, 30d).\n";
+
+static const char usage_repo[] =
+    "usage: ocireg repo set REPO --quota BYTES [--root DIR]\n"
+    "       ocireg repo set-default --quota BYTES [--root DIR]\n"
+    "\n"
+    "A push that would take the repository's stored bytes over its quota (or the default for\n"
+    "repositories without one) is refused with 403 DENIED. BYTES 0 removes the quota; a\n"
+    "suffix K, M, G or T multiplies by 1024s.\n";
+
+static bool parse_when(const char *s, uint64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (end == NULL || *end != '\0') {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+    }
+    if (end != NULL && *end == '\0') {
+        time_t t = timegm(&tm);
+        if (t < 0)
+            return false;
+        *out = (uint64_t)t;
+        return true;
+    }
+    uint64_t ago;
+    if (!cli_parse_duration(s, &ago) || ago > (uint64_t)time(NULL))
+        return false;
+    *out = (uint64_t)time(NULL) - ago;
+    return true;
+}
+
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    uint64_t mul = 1;
+    if (n > 0) {
+        switch (s[n - 1]) {
+        case 'K':
+            mul = 1ull << 10;
+            break;
+        case 'M':
+            mul = 1ull << 20;
+            break;
+        case 'G':
+            mul = 1ull << 30;
+            break;
+        case 'T':
+            mul = 1ull << 40;
+            break;
+        default:
+            break;
+        }
+    }
+    if (mul != 1)
+        n--;
+    uint64_t v;
+    if (!parse_u64(s, n, &v) || v > UINT64_MAX / mul)
+        return false;
+    *out = v * mul;
+    return true;
+}
+
+struct usage_out {
+    struct index *idx;
+    bool json;
+    bool since;
+    uint64_t since_hour;
+    int count;
+};
+
+static void print_usage_row(struct usage_out *o, const char *name, const struct index_usage *now)
+{
+    struct index_usage u = *now, base = {0};
+    uint64_t at = 0;
+    if (o->since && index_snapshot_get(o->idx, o->since_hour, 'r', name, &base, &at) == STORE_OK) {
+        u.ingress_bytes -= base.ingress_bytes <= u.ingress_bytes ? base.ingress_bytes : 0;
+        u.egress_bytes -= base.egress_bytes <= u.egress_bytes ? base.egress_bytes : 0;
+        u.pulls -= base.pulls <= u.pulls ? base.pulls : 0;
+        u.pushes -= base.pushes <= u.pushes ? base.pushes : 0;
+    }
+    uint64_t exclusive = 0, quota = u.quota;
+    (void)index_exclusive_bytes(o->idx, name, &exclusive);
+    if (quota == 0)
+        (void)index_quota_default(o->idx, &quota);
+    if (o->json) {
+        printf("%s{\"repository\":\"%s\",\"stored_bytes\":%llu,\"exclusive_bytes\":%llu,"
+               "\"ingress_bytes\":%llu,\"egress_bytes\":%llu,\"pulls\":%llu,\"pushes\":%llu,"
+               "\"quota_bytes\":%llu}",
+               o->count ? "," : "", name, (unsigned long long)u.stored_bytes,
+               (unsigned long long)exclusive, (unsigned long long)u.ingress_bytes,
+               (unsigned long long)u.egress_bytes, (unsigned long long)u.pulls,
+               (unsigned long long)u.pushes, (unsigned long long)quota);
+    } else {
+        printf("%-40s %14llu %14llu %14llu %14llu %8llu %8llu %14llu\n", name,
+               (unsigned long long)u.stored_bytes, (unsigned long long)exclusive,
+               (unsigned long long)u.ingress_bytes, (unsigned long long)u.egress_bytes,
+               (unsigned long long)u.pulls, (unsigned long long)u.pushes,
+               (unsigned long long)quota);
+    }
+    o->count++;
+}
+
+static int usage_row(const char *name, const struct index_usage *u, void *arg)
+{
+    print_usage_row(arg, name, u);
+    return 0;
+}
+
+int cli_usage(int argc, char **argv)
+{
+    struct common c;
+    int st = parse_common(argc, argv, &c, usage_usage);
+    if (st >= 0)
+        return st;
+    struct usage_out o = {NULL, c.json, c.since != NULL, 0, 0};
+    if (c.since != NULL) {
+        uint64_t t;
+        if (!parse_when(c.since, &t)) {
+            fprintf(stderr, "ocireg: --since: cannot read '%s'\n%s", c.since, usage_usage);
+            return 2;
+        }
+        o.since_hour = t / 3600;
+    }
+    for (int i = 0; i < c.npos; i++)
+        if (!name_valid(c.pos[i], strlen(c.pos[i]))) {
+            fprintf(stderr, "ocireg: invalid repository name '%s'\n", c.pos[i]);
+            return 2;
+        }
+    o.idx = open_index(c.root);
+    if (o.idx == NULL)
+        return 1;
+    if (c.json)
+        printf("{\"repositories\":[");
+    else
+        printf("%-40s %14s %14s %14s %14s %8s %8s %14s\n", "REPOSITORY", "STORED", "EXCLUSIVE",
+               "INGRESS", "EGRESS", "PULLS", "PUSHES", "QUOTA");
+    enum store_err rc = STORE_OK;
+    if (c.npos > 0) {
+        for (int i = 0; i < c.npos && rc == STORE_OK; i++) {
+            struct index_usage u;
+            rc = index_usage_get(o.idx, 'r', c.pos[i], &u);
+            if (rc == STORE_OK)
+                print_usage_row(&o, c.pos[i], &u);
+        }
+    } else {
+        bool more;
+        rc = index_usage_list(o.idx, 'r', NULL, SIZE_MAX, usage_row, &o, &more);
+    }
+    struct index_totals t = {0, 0, 0};
+    (void)index_totals_get(o.idx, &t);
+    if (c.json)
+        printf("],\"registry\":{\"physical_bytes\":%llu,\"blobs\":%llu,\"manifests\":%llu}}\n",
+               (unsigned long long)t.physical_bytes, (unsigned long long)t.blobs,
+               (unsigned long long)t.manifests);
+    else
+        printf("registry: %llu bytes on disk in %llu blobs and %llu manifests\n",
+               (unsigned long long)t.physical_bytes, (unsigned long long)t.blobs,
+               (unsigned long long)t.manifests);
+    index_close(o.idx);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "ocireg: usage: %s\n", store_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+int cli_repo(int argc, char **argv)
+{
+    struct common c;
+    int st = parse_common(argc, argv, &c, usage_repo);
+    if (st >= 0)
+        return st;
+    uint64_t bytes;
+    bool def = c.npos == 1 && strcmp(c.pos[0], "set-default") == 0;
+    bool one = c.npos == 2 && strcmp(c.pos[0], "set") == 0;
+    if ((!def && !one) || c.quota == NULL || !parse_bytes(c.quota, &bytes)) {
+        fputs(usage_repo, stderr);
+        return 2;
+    }
+    if (one && !name_valid(c.pos[1], strlen(c.pos[1]))) {
+        fprintf(stderr, "ocireg: invalid repository name '%s'\n", c.pos[1]);
+        return 2;
+    }
+    struct index *idx = open_index(c.root);
+    if (idx == NULL)
+        return 1;
+    enum store_err rc = index_quota_set(idx, one ? c.pos[1] : NULL, bytes);
+    index_close(idx);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "ocireg: cannot set the quota: %s\n", store_strerror(rc));
+        return 1;
+    }
+    return 0;
 }

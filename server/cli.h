@@ -11,6 +11,8 @@ int cli_grant(int argc, char **argv);
 int cli_revoke(int argc, char **argv);
 int cli_grants(int argc, char **argv);
 int cli_login_password(int argc, char **argv);
+int cli_usage(int argc, char **argv);
+int cli_repo(int argc, char **argv);
 
 /* "90", "90s", "30m", "12h", "7d" into seconds; false when malformed or zero. */
 bool cli_parse_duration(const char *s, uint64_t *out);

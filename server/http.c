@@ -33,6 +33,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->issuer = "ocireg";
     cfg->token_ttl = 300;
     cfg->refresh_ttl = 30 * 24 * 3600;
+    cfg->metrics_max_repos = 10000;
 }
 
 /* ---- request helpers ---- */
@@ -64,6 +65,7 @@ enum MHD_Result reply(struct request *r, unsigned status, struct MHD_Response *r
         return MHD_NO;
     }
     resp_header(resp, "Docker-Distribution-API-Version", "registry/2.0");
+    r->status = status;
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->responded = true;
@@ -114,6 +116,25 @@ enum MHD_Result reply_store_error(struct request *r, enum store_err e, const cha
     log_error("%s (repository %s): %s%s%s", what, r->name, store_strerror(e),
               e == STORE_EIO ? ": " : "", e == STORE_EIO ? strerror(errno) : "");
     return reply_error(r, api_err_from_store(e), store_strerror(e));
+}
+
+void req_count_download(struct request *r, uint64_t body_len)
+{
+    if (r->method != M_GET)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->sock_fd = ci != NULL ? ci->connect_fd : -1;
+    r->acked_start = xfer_acked(r->sock_fd);
+    r->egress_len = body_len;
+    r->count_egress = true;
+}
+
+void req_count(struct request *r, uint64_t ingress, uint64_t pulls, uint64_t pushes)
+{
+    xfer_add(r->srv->xfer, 'r', r->name, ingress, 0, pulls, pushes);
+    if (r->principal[0] != '\0')
+        xfer_add(r->srv->xfer, 'u', r->principal, ingress, 0, pulls, pushes);
 }
 
 /* ---- routing ---- */
@@ -290,6 +311,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->srv = srv;
         r->conn = conn;
         r->method = method_of(method);
+        r->sock_fd = -1;
+        clock_gettime(CLOCK_MONOTONIC, &r->start);
         *req_cls = r;
         atomic_fetch_add(&srv->inflight, 1);
         return begin(r, url);
@@ -325,6 +348,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         log_debug("request on %s %s ended early (%d)", route_label(r->route.kind), r->name,
                   (int)toe);
     api_upload_complete(r);
+    if (r->count_egress) {
+        uint64_t sent = r->egress_len;
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+            /* what the client acknowledged (headers included: a few hundred bytes) */
+            uint64_t acked = xfer_acked(r->sock_fd) - r->acked_start;
+            sent = acked < sent ? acked : sent;
+        }
+        xfer_add(srv->xfer, 'r', r->name, 0, sent, 0, 0);
+        if (r->principal[0] != '\0')
+            xfer_add(srv->xfer, 'u', r->principal, 0, sent, 0, 0);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics_observe(srv->metrics, (int)r->method, r->route.kind, r->status,
+                    (double)(now.tv_sec - r->start.tv_sec) +
+                        (double)(now.tv_nsec - r->start.tv_nsec) / 1e9);
     authz_request_done(r);
     free(r->buf);
     free(r);
@@ -482,10 +521,45 @@ unsigned server_port(const struct server *srv)
     return srv->port;
 }
 
+/* The admin listener: --admin-listen, or 127.0.0.1 on the API port + 1 (0 stays 0). */
+static int start_admin(struct server *srv)
+{
+    char addr[64];
+    const char *listen_addr = srv->cfg.admin_listen;
+    if (listen_addr == NULL) {
+        const char *colon = strrchr(srv->cfg.listen, ':');
+        unsigned asked = colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", asked == 0 ? 0 : asked + 1);
+        listen_addr = addr;
+    }
+    srv->admin_fd = bind_listen(listen_addr, &srv->admin_port);
+    if (srv->admin_fd == -1)
+        return -1;
+    if (admin_start(srv, srv->admin_fd) != 0) {
+        log_error("cannot start the admin listener");
+        return -1;
+    }
+    if (srv->cfg.admin_port_file != NULL &&
+        write_port_file(srv->cfg.admin_port_file, srv->admin_port) != 0) {
+        log_error("cannot write admin port file %s: %s", srv->cfg.admin_port_file,
+                  strerror(errno));
+        return -1;
+    }
+    log_info("admin listener (/metrics, /healthz, /readyz, /admin/usage) on %s (port %u)",
+             listen_addr, srv->admin_port);
+    return 0;
+}
+
 static void server_free(struct server *srv)
 {
     if (srv == NULL)
         return;
+    if (srv->admin != NULL)
+        MHD_stop_daemon(srv->admin); /* closes admin_fd */
+    else if (srv->admin_fd != -1)
+        close(srv->admin_fd);
+    xfer_stop(srv->xfer);
+    metrics_free(srv->metrics);
     if (srv->listen_fd != -1)
         close(srv->listen_fd);
     upload_cache_free(srv->uploads);
@@ -506,6 +580,7 @@ int server_start(struct server **out, const struct server_config *cfg)
         return -1;
     srv->cfg = *cfg;
     srv->listen_fd = -1;
+    srv->admin_fd = -1;
     atomic_init(&srv->inflight, 0);
     enum store_err rc = blobstore_open(&srv->bs, cfg->root);
     if (rc != STORE_OK) {
@@ -525,6 +600,9 @@ int server_start(struct server **out, const struct server_config *cfg)
         goto fail;
     }
     if (upload_cache_new(&srv->uploads) != STORE_OK || authz_init(srv) != STORE_OK)
+        goto fail;
+    srv->metrics = metrics_new();
+    if (srv->metrics == NULL || xfer_start(&srv->xfer, srv->idx) != 0)
         goto fail;
     if (cfg->tls_cert != NULL && load_tls(srv) != 0)
         goto fail;
@@ -556,6 +634,10 @@ int server_start(struct server **out, const struct server_config *cfg)
         log_error("cannot start the HTTP daemon");
         goto fail;
     }
+    if (start_admin(srv) != 0) {
+        MHD_stop_daemon(srv->daemon);
+        goto fail;
+    }
     if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0) {
         log_error("cannot write port file %s: %s", cfg->port_file, strerror(errno));
         MHD_stop_daemon(srv->daemon);
@@ -574,6 +656,7 @@ void server_stop(struct server *srv)
 {
     if (srv == NULL)
         return;
+    atomic_store(&srv->stopping, true);
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
     if (lfd != MHD_INVALID_SOCKET && lfd == srv->listen_fd) {
         close(srv->listen_fd);

@@ -8,12 +8,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
 #include "server/errors.h"
 #include "server/route.h"
 #include "server/server.h"
+#include "server/usage.h"
 #include "storage/blobstore.h"
 #include "storage/digest.h"
 #include "storage/index.h"
@@ -37,7 +39,16 @@ struct server {
     int listen_fd;
     unsigned port;
     atomic_int inflight;
+    atomic_bool stopping;
+    struct metrics *metrics;
+    struct xfer *xfer;
+    struct MHD_Daemon *admin;
+    int admin_fd;
+    unsigned admin_port;
 };
+
+/* Starts the admin listener on fd (admin.c). */
+int admin_start(struct server *srv, int fd);
 
 enum method { M_GET, M_HEAD, M_PUT, M_POST, M_PATCH, M_DELETE, M_OTHER };
 
@@ -51,6 +62,12 @@ struct request {
     struct server *srv;
     struct MHD_Connection *conn;
     enum method method;
+    unsigned status;        /* of the response queued */
+    struct timespec start;  /* headers received */
+    uint64_t egress_len;    /* body bytes of a counted download (blob or manifest GET) */
+    bool count_egress;
+    int sock_fd;
+    uint64_t acked_start;
     struct route route;
     char name[NAME_MAX_LEN + 1];
     char ref[REF_MAX + 1];
@@ -103,6 +120,14 @@ struct MHD_Response *resp_error(struct request *r, enum api_err e, const char *d
 enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detail);
 /* For storage failures: logs and answers with the mapped 5xx. */
 enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what);
+
+/*
+ * Accounting of what a request moved: counts egress of the body about to be sent (at
+ * completion: all of it, or what the client acknowledged if it hung up), and adds ingress,
+ * pulls and pushes for r's repository and user now.
+ */
+void req_count_download(struct request *r, uint64_t body_len);
+void req_count(struct request *r, uint64_t ingress, uint64_t pulls, uint64_t pushes);
 
 /* Handlers (api_*.c). Each is called once the body, if any, is in (on_done), or at the
  * header stage (prepare) to set up body handling. */

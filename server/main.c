@@ -22,6 +22,8 @@ static const char usage_main[] =
     "  grant, revoke    give or take a user's actions on repositories\n"
     "  grants           list grants\n"
     "  login-password   print a short-lived password for docker login\n"
+    "  usage            per-repository storage and transfer figures (--json for billing)\n"
+    "  repo             set repository quotas\n"
     "\n"
     "Every command takes --root DIR (default: $OCIREG_ROOT, else ./data).\n"
     "Run 'ocireg <command> --help' for the flags of a command.\n";
@@ -54,6 +56,11 @@ static const char usage_serve[] =
     "  --token-public-key FILE  ...signed with this RS256 or ES256 PEM public key\n"
     "  --tls-cert FILE          serve HTTPS with this PEM certificate (chain)...\n"
     "  --tls-key FILE           ...and this PEM private key\n"
+    "  --admin-listen HOST:PORT the admin listener: /metrics, /healthz, /readyz,\n"
+    "                           /admin/usage (default 127.0.0.1 on the --listen port + 1;\n"
+    "                           port 0 when --listen has port 0)\n"
+    "  --admin-port-file FILE   write the admin listener's port to FILE once listening\n"
+    "  --metrics-max-repos N    per-repository series in /metrics at most (default 10000)\n"
     "  --help                   show this help\n";
 
 static int bad_usage(const char *usage, const char *what, const char *arg)
@@ -98,6 +105,9 @@ enum {
     OPT_TOKEN_KEY,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
+    OPT_ADMIN_LISTEN,
+    OPT_ADMIN_PORT_FILE,
+    OPT_METRICS_MAX_REPOS,
     OPT_HELP,
 };
 
@@ -122,6 +132,9 @@ static int cmd_serve(int argc, char **argv)
         {"token-public-key", required_argument, NULL, OPT_TOKEN_KEY},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
+        {"admin-port-file", required_argument, NULL, OPT_ADMIN_PORT_FILE},
+        {"metrics-max-repos", required_argument, NULL, OPT_METRICS_MAX_REPOS},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -225,6 +238,17 @@ static int cmd_serve(int argc, char **argv)
         case OPT_TLS_KEY:
             cfg.tls_key = optarg;
             break;
+        case OPT_ADMIN_LISTEN:
+            cfg.admin_listen = optarg;
+            break;
+        case OPT_ADMIN_PORT_FILE:
+            cfg.admin_port_file = optarg;
+            break;
+        case OPT_METRICS_MAX_REPOS:
+            if (!parse_num(optarg, &v) || v > 10000000)
+                return bad_usage(usage_serve, "--metrics-max-repos: expected 0..10000000", optarg);
+            cfg.metrics_max_repos = (unsigned)v;
+            break;
         case OPT_HELP:
             fputs(usage_serve, stdout);
             return 0;
@@ -287,6 +311,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"serve", cmd_serve},         {"user", cli_user},     {"grant", cli_grant},
         {"revoke", cli_revoke},       {"grants", cli_grants}, {"login-password", cli_login_password},
+        {"usage", cli_usage},         {"repo", cli_repo},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

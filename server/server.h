@@ -26,6 +26,10 @@ struct server_config {
     const char *ext_public_key; /* its PEM public key file */
     const char *tls_cert;       /* PEM files for native TLS, or NULL */
     const char *tls_key;
+
+    const char *admin_listen;    /* /metrics etc.; NULL: 127.0.0.1, port of --listen + 1 */
+    const char *admin_port_file; /* NULL, or where to write the admin port */
+    unsigned metrics_max_repos;  /* per-repository series in /metrics at most */
 };
 
 void server_config_defaults(struct server_config *cfg);

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -334,5 +335,32 @@ enum store_err upload_remove(struct blobstore *bs, const char *id)
         return STORE_EINVAL;
     if (unlinkat(bs->uploads_fd, id, 0) != 0 && errno != ENOENT)
         return store_err_from_errno(errno);
+    return STORE_OK;
+}
+
+enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uint64_t *bytes)
+{
+    int fd = openat(bs->uploads_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1)
+        return store_err_from_errno(errno);
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return store_err_from_errno(errno);
+    }
+    uint64_t n = 0, sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (!upload_id_valid(e->d_name, strlen(e->d_name)))
+            continue;
+        if (fstatat(bs->uploads_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            n++;
+            sum += (uint64_t)st.st_size;
+        }
+    }
+    closedir(d);
+    *count = n;
+    *bytes = sum;
     return STORE_OK;
 }

@@ -68,6 +68,9 @@ void upload_writeback(struct upload *u);
  */
 enum store_err upload_commit(struct upload *u, const struct digest *expected);
 
+/* Counts the upload sessions' data files and their bytes. */
+enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uint64_t *bytes);
+
 /* Removes the data file of upload `id`; a missing file is not an error. */
 enum store_err upload_remove(struct blobstore *bs, const char *id);
 

@@ -332,13 +332,37 @@ void expect_resp(const struct resp *r, long status, const char *code, const char
     }
 }
 
-char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close)
+static int raw_connect(struct srv *s)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd != -1);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    return fd;
+}
+
+size_t raw_abandon(struct srv *s, const char *bytes, size_t len, size_t stop_after)
+{
+    int fd = raw_connect(s);
+    CHECK(send(fd, bytes, len, MSG_NOSIGNAL) == (ssize_t)len);
+    size_t got = 0;
+    char buf[65536];
+    while (got < stop_after) {
+        ssize_t n = recv(fd, buf, sizeof(buf) < stop_after - got ? sizeof(buf) : stop_after - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    struct linger lg = {1, 0}; /* close with a reset: the server sees the client gone */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    return got;
+}
+
+char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close)
+{
+    int fd = raw_connect(s);
     size_t off = 0;
     while (off < len) {
         ssize_t n = send(fd, bytes + off, len - off, MSG_NOSIGNAL);
@@ -400,4 +424,25 @@ int run_cli(struct srv *s, const char *stdin_text, char *out, size_t cap, const 
     int st = 0;
     CHECK(waitpid(pid, &st, 0) == pid);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+void push_blob_data(struct srv *s, const char *repo, const void *data, size_t len, char *out)
+{
+    char path[512];
+    sha256_str(data, len, out);
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", repo, out);
+    struct resp *r = http(s, "POST", path,
+                          (const char *[]){"Content-Type: application/octet-stream", NULL}, data,
+                          len);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+}
+
+struct resp *put_manifest_body(struct srv *s, const char *repo, const char *ref, const char *ct,
+                               const char *body)
+{
+    char path[512], cth[128];
+    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, ref);
+    snprintf(cth, sizeof(cth), "Content-Type: %s", ct);
+    return http(s, "PUT", path, (const char *[]){cth, NULL}, body, strlen(body));
 }

@@ -64,6 +64,10 @@ void resp_free(struct resp *r);
  */
 char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close);
 
+/* Sends a request, reads `stop_after` bytes of the answer, then resets the connection.
+ * Returns the bytes read (headers included). */
+size_t raw_abandon(struct srv *s, const char *bytes, size_t len, size_t stop_after);
+
 /* Value of a response header (case-insensitive name), copied into buf; NULL if absent. */
 const char *resp_hdr(const struct resp *r, const char *name, char *buf, size_t cap);
 /* Number of times a header appears. */
@@ -75,6 +79,12 @@ void sha512_str(const void *data, size_t len, char *out);
 
 /* Files under root/sub (recursively), for "nothing was stored" checks. */
 int count_files(const char *root, const char *sub);
+
+/* Monolithic blob push (must answer 201); the digest into out[72]. */
+void push_blob_data(struct srv *s, const char *repo, const void *data, size_t len, char *out);
+/* PUT of a manifest with its Content-Type. */
+struct resp *put_manifest_body(struct srv *s, const char *repo, const char *ref, const char *ct,
+                               const char *body);
 
 /* Checks status and, for errors, the OCI code in the body. */
 #define EXPECT(r, st, code) expect_resp((r), (st), (code), __FILE__, __LINE__)

@@ -1,0 +1,345 @@
+/*
+ * Billing figures against the real binary: images with layers shared across tags and across
+ * repositories, mounts, range requests, an aborted download and a deleted manifest; every
+ * figure of /admin/usage and /metrics is checked to the byte against what this test sent
+ * and received. Then kill -9: storage figures survive exactly and transfer counters flushed
+ * before it too. Quotas refuse what would exceed them. promtool checks /metrics.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tests/check.h"
+#include "tests/integration/harness.h"
+
+#define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+
+static struct srv S;
+static unsigned admin_port;
+
+struct figures {
+    long long stored, exclusive, ingress, egress, pulls, pushes;
+};
+
+static void read_admin_port(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/aport", S.dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL && fscanf(f, "%u", &admin_port) == 1);
+    fclose(f);
+}
+
+static const char *const *server_args(void)
+{
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/aport", S.dir);
+    static const char *args[3];
+    args[0] = "--admin-port-file";
+    args[1] = path;
+    args[2] = NULL;
+    return args;
+}
+
+/* GET on the admin listener. */
+static struct resp *admin_get(const char *path)
+{
+    struct srv a = S;
+    a.port = admin_port;
+    snprintf(a.base, sizeof(a.base), "http://127.0.0.1:%u", admin_port);
+    return http(&a, "GET", path, NULL, NULL, 0);
+}
+
+static struct figures usage_of(const char *repo)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/admin/usage?repository=%s", repo);
+    struct resp *r = admin_get(path);
+    EXPECT(r, 200, NULL);
+    json_t *doc = json_loads(r->body, 0, NULL);
+    CHECK(doc != NULL);
+    json_t *e = json_array_get(json_object_get(doc, "repositories"), 0);
+    struct figures f = {0, 0, 0, 0, 0, 0};
+    if (e != NULL) {
+        f.stored = json_integer_value(json_object_get(e, "stored_bytes"));
+        f.exclusive = json_integer_value(json_object_get(e, "exclusive_bytes"));
+        f.ingress = json_integer_value(json_object_get(e, "ingress_bytes"));
+        f.egress = json_integer_value(json_object_get(e, "egress_bytes"));
+        f.pulls = json_integer_value(json_object_get(e, "pulls"));
+        f.pushes = json_integer_value(json_object_get(e, "pushes"));
+    }
+    json_decref(doc);
+    resp_free(r);
+    return f;
+}
+
+static long long total(const char *field)
+{
+    struct resp *r = admin_get("/admin/usage?n=1");
+    json_t *doc = json_loads(r->body, 0, NULL);
+    CHECK(doc != NULL);
+    long long v = json_integer_value(json_object_get(json_object_get(doc, "registry"), field));
+    json_decref(doc);
+    resp_free(r);
+    return v;
+}
+
+/* Transfer counters reach the index within a second or so: wait (with a deadline) for them. */
+static struct figures wait_for(const char *repo, long long ingress, long long egress_min,
+                               long long pulls)
+{
+    struct timespec start, now, tick = {0, 20 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct figures f = usage_of(repo);
+        if (f.ingress >= ingress && f.egress >= egress_min && f.pulls >= pulls)
+            return f;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec > 10) {
+            fprintf(stderr, "%s: ingress %lld/%lld egress %lld/%lld pulls %lld/%lld\n", repo,
+                    f.ingress, ingress, f.egress, egress_min, f.pulls, pulls);
+            abort();
+        }
+        nanosleep(&tick, NULL);
+    }
+}
+
+static const char CFG1[] = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"n\":1}";
+static const char CFG2[] = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"n\":2}";
+static const char L1[] = "layer one, shared by both images and both repositories";
+static const char L2[] = "layer two of image one";
+static const char L3[] = "layer three, of image two only";
+
+static void manifest(char *out, size_t cap, const char *cfg, size_t cl, const char *a, size_t al,
+                     const char *b, size_t bl)
+{
+    snprintf(out, cap,
+             "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+             "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":"
+             "\"%s\",\"size\":%zu},{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+             "\"digest\":\"%s\",\"size\":%zu}]}",
+             cfg, cl, a, al, b, bl);
+}
+
+static char M1[1024], M2[1024], dm1[80], dm2[80], dc1[80], dc2[80], dl1[80], dl2[80], dl3[80];
+
+static void test_figures(void)
+{
+    long long c1 = strlen(CFG1), c2 = strlen(CFG2), l1 = strlen(L1), l2 = strlen(L2),
+              l3 = strlen(L3);
+    push_blob_data(&S, "bill/one", CFG1, (size_t)c1, dc1);
+    push_blob_data(&S, "bill/one", L1, (size_t)l1, dl1);
+    push_blob_data(&S, "bill/one", L2, (size_t)l2, dl2);
+    manifest(M1, sizeof(M1), dc1, (size_t)c1, dl1, (size_t)l1, dl2, (size_t)l2);
+    struct resp *r = put_manifest_body(&S, "bill/one", "v1", MT_MANIFEST, M1);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    r = put_manifest_body(&S, "bill/one", "latest", MT_MANIFEST, M1); /* same bytes, new tag */
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    push_blob_data(&S, "bill/one", CFG2, (size_t)c2, dc2);
+    push_blob_data(&S, "bill/one", L1, (size_t)l1, dl1); /* again: stored once */
+    push_blob_data(&S, "bill/one", L3, (size_t)l3, dl3);
+    manifest(M2, sizeof(M2), dc2, (size_t)c2, dl1, (size_t)l1, dl3, (size_t)l3);
+    r = put_manifest_body(&S, "bill/one", "v2", MT_MANIFEST, M2);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    sha256_str(M1, strlen(M1), dm1);
+    sha256_str(M2, strlen(M2), dm2);
+    long long m1 = strlen(M1), m2 = strlen(M2);
+
+    /* image one into bill/two by mounts: no bytes move */
+    const char *mounts[] = {dc1, dl1, dl2};
+    for (int i = 0; i < 3; i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v2/bill/two/blobs/uploads/?mount=%s&from=bill/one",
+                 mounts[i]);
+        r = http(&S, "POST", path, NULL, "", 0);
+        EXPECT(r, 201, NULL);
+        resp_free(r);
+    }
+    r = put_manifest_body(&S, "bill/two", "v1", MT_MANIFEST, M1);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+
+    /* downloads: a manifest GET (a pull), a HEAD (no bytes), a blob, a range */
+    r = http(&S, "GET", "/v2/bill/one/manifests/v1", NULL, NULL, 0);
+    EXPECT(r, 200, NULL);
+    resp_free(r);
+    r = http(&S, "HEAD", "/v2/bill/one/manifests/v2", NULL, NULL, 0);
+    EXPECT(r, 200, NULL);
+    resp_free(r);
+    char path[256];
+    snprintf(path, sizeof(path), "/v2/bill/one/blobs/%s", dl2);
+    r = http(&S, "GET", path, NULL, NULL, 0);
+    EXPECT(r, 200, NULL);
+    resp_free(r);
+    snprintf(path, sizeof(path), "/v2/bill/one/blobs/%s", dl1);
+    r = http(&S, "GET", path, (const char *[]){"Range: bytes=0-9", NULL}, NULL, 0);
+    EXPECT(r, 206, NULL);
+    resp_free(r);
+
+    long long ingress1 = c1 + l1 + l2 + m1 + m1 + c2 + l1 + l3 + m2;
+    long long egress1 = m1 + l2 + 10;
+    struct figures one = wait_for("bill/one", ingress1, egress1, 1);
+    CHECK_INT(one.ingress, ==, ingress1);
+    CHECK_INT(one.egress, ==, egress1);
+    CHECK_INT(one.pulls, ==, 1);
+    CHECK_INT(one.pushes, ==, 3);
+    CHECK_INT(one.stored, ==, c1 + l1 + l2 + m1 + c2 + l3 + m2);
+    CHECK_INT(one.exclusive, ==, c2 + l3 + m2);
+    struct figures two = wait_for("bill/two", m1, 0, 0);
+    CHECK_INT(two.ingress, ==, m1);
+    CHECK_INT(two.egress, ==, 0);
+    CHECK_INT(two.pushes, ==, 1);
+    CHECK_INT(two.stored, ==, c1 + l1 + l2 + m1);
+    CHECK_INT(two.exclusive, ==, 0);
+    CHECK_INT(total("physical_bytes"), ==, c1 + l1 + l2 + m1 + c2 + l3 + m2);
+    CHECK_INT(total("blobs"), ==, 5);
+    CHECK_INT(total("manifests"), ==, 2);
+
+    /* a deleted manifest leaves the bill; a shared one stays on disk */
+    snprintf(path, sizeof(path), "/v2/bill/one/manifests/%s", dm2);
+    r = http(&S, "DELETE", path, NULL, NULL, 0);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    snprintf(path, sizeof(path), "/v2/bill/one/manifests/%s", dm1);
+    r = http(&S, "DELETE", path, NULL, NULL, 0);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    one = usage_of("bill/one");
+    CHECK_INT(one.stored, ==, c1 + l1 + l2 + c2 + l3);
+    CHECK_INT(total("manifests"), ==, 1);
+    CHECK_INT(total("physical_bytes"), ==, c1 + l1 + l2 + m1 + c2 + l3);
+}
+
+static void test_aborted_download(void)
+{
+    size_t n = 32u << 20;
+    char *big = malloc(n);
+    CHECK(big != NULL);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(i * 2654435761u >> 11);
+    char d[80];
+    push_blob_data(&S, "bill/big", big, n, d);
+    free(big);
+    struct figures before = wait_for("bill/big", (long long)n, 0, 0);
+    char req[512];
+    int len = snprintf(req, sizeof(req), "GET /v2/bill/big/blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n",
+                       d);
+    size_t got = raw_abandon(&S, req, (size_t)len, 1u << 20);
+    CHECK_INT(got, ==, 1u << 20);
+    /* the server counts what the client's TCP acknowledged: at least what it read (less the
+     * headers), far less than the blob */
+    struct figures after = wait_for("bill/big", (long long)n, before.egress + (1 << 20) - 1024, 0);
+    CHECK_INT(after.egress - before.egress, <, (long long)n);
+}
+
+static void test_quota(void)
+{
+    char out[80], d[80];
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "set", "bill/q", "--quota", "100", NULL}),
+              ==, 0);
+    char blob[80];
+    memset(blob, 'q', sizeof(blob));
+    push_blob_data(&S, "bill/q", blob, 60, d);
+    char path[256];
+    char other[80];
+    memset(other, 'r', sizeof(other));
+    sha256_str(other, 60, d);
+    snprintf(path, sizeof(path), "/v2/bill/q/blobs/uploads/?digest=%s", d);
+    struct resp *r = http(&S, "POST", path, NULL, other, 60);
+    EXPECT(r, 403, "DENIED");
+    CHECK(strstr(r->body, "quota of 100 bytes") != NULL);
+    resp_free(r);
+    snprintf(path, sizeof(path), "/v2/bill/q/blobs/%s", d);
+    r = http(&S, "HEAD", path, NULL, NULL, 0);
+    EXPECT(r, 404, NULL);
+    resp_free(r);
+    CHECK_INT(usage_of("bill/q").stored, ==, 60);
+    /* deleting frees quota */
+    sha256_str(blob, 60, out);
+    snprintf(path, sizeof(path), "/v2/bill/q/blobs/%s", out);
+    r = http(&S, "DELETE", path, NULL, NULL, 0);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    push_blob_data(&S, "bill/q", other, 60, d);
+    CHECK_INT(usage_of("bill/q").stored, ==, 60);
+}
+
+static void test_metrics_format(void)
+{
+    struct resp *r = admin_get("/metrics");
+    EXPECT(r, 200, NULL);
+    CHECK(strstr(r->body, "ocireg_repo_stored_bytes{repository=\"bill/one\"}") != NULL);
+    CHECK(strstr(r->body, "ocireg_http_requests_total{method=\"PUT\",route=\"manifest\","
+                          "code=\"201\"}") != NULL);
+    CHECK(strstr(r->body, "ocireg_repo_transfer_bytes_total{repository=\"bill/one\","
+                          "direction=\"egress\"}") != NULL);
+    char file[256], cmd[600];
+    snprintf(file, sizeof(file), "%s/metrics.txt", S.dir);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL && fwrite(r->body, 1, r->len, f) == r->len);
+    fclose(f);
+    resp_free(r);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", file);
+    int rc = system(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "promtool check metrics failed (%d): is the prometheus package "
+                        "installed?\n",
+                rc);
+        abort();
+    }
+    r = admin_get("/healthz");
+    EXPECT(r, 200, NULL);
+    resp_free(r);
+    r = admin_get("/readyz");
+    EXPECT(r, 200, NULL);
+    resp_free(r);
+}
+
+static void test_kill9(void)
+{
+    struct figures one = usage_of("bill/one"), two = usage_of("bill/two");
+    long long phys = total("physical_bytes");
+    srv_kill(&S);
+    srv_restart(&S, server_args());
+    read_admin_port();
+    struct figures a = usage_of("bill/one"), b = usage_of("bill/two");
+    CHECK_INT(a.stored, ==, one.stored);
+    CHECK_INT(a.ingress, ==, one.ingress);
+    CHECK_INT(a.egress, ==, one.egress);
+    CHECK_INT(b.stored, ==, two.stored);
+    CHECK_INT(b.pushes, ==, two.pushes);
+    CHECK_INT(total("physical_bytes"), ==, phys);
+    /* the CLI reads the same figures while the server runs */
+    char out[4096];
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), (const char *[]){"usage", "--json", "bill/two",
+                                                                     NULL}),
+              ==, 0);
+    char want[64];
+    snprintf(want, sizeof(want), "\"stored_bytes\":%lld,", two.stored);
+    CHECK(strstr(out, want) != NULL);
+}
+
+int main(void)
+{
+    srv_start(&S, NULL);
+    srv_stop(&S);
+    srv_restart(&S, server_args());
+    read_admin_port();
+    RUN(test_figures);
+    RUN(test_aborted_download);
+    RUN(test_quota);
+    RUN(test_metrics_format);
+    RUN(test_kill9);
+    srv_cleanup(&S);
+    return 0;
+}
