@@ -115,6 +115,12 @@ static enum MHD_Result patch_done(struct request *r)
     return reply_session(r, MHD_HTTP_ACCEPTED, offset);
 }
 
+static enum store_err install_blob(void *arg)
+{
+    struct request *r = arg;
+    return upload_install(r->up, &r->put_digest);
+}
+
 static enum MHD_Result put_done(struct request *r)
 {
     bool failed;
@@ -126,7 +132,7 @@ static enum MHD_Result put_done(struct request *r)
             release(r, true);
         return ret;
     }
-    enum store_err rc = upload_commit(r->up, &r->put_digest);
+    enum store_err rc = upload_verify(r->up, &r->put_digest);
     if (rc == STORE_EDIGEST) {
         discard_session(r);
         return reply_error(r, API_DIGEST_INVALID, "digest does not match the uploaded content");
@@ -139,16 +145,13 @@ static enum MHD_Result put_done(struct request *r)
         return reply_store_error(r, rc, "blob commit");
     }
     uint64_t size = upload_offset(r->up);
-    release(r, false);
-    rc = index_blob_link(r->srv->idx, r->name, &r->put_digest, &size, NULL);
+    /* the file goes into blobs/ inside the txn that records it */
+    rc = index_blob_commit(r->srv->idx, r->name, &r->put_digest, size, install_blob, r);
+    /* done either way: what was refused (quota) is not kept */
+    discard_session(r);
     if (rc != STORE_OK)
-        return reply_store_error(r, rc, "blob link");
+        return reply_store_error(r, rc, "blob commit");
     req_count(r, size, 0, 0);
-    if (!r->monolithic) {
-        rc = index_upload_del(r->srv->idx, r->upload_id);
-        if (rc != STORE_OK && rc != STORE_ENOENT)
-            log_warn("upload %s: cannot remove record: %s", r->upload_id, store_strerror(rc));
-    }
     return reply_blob_created(r, &r->put_digest);
 }
 

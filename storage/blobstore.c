@@ -276,7 +276,7 @@ void upload_writeback(struct upload *u)
     u->written_back = u->offset;
 }
 
-enum store_err upload_commit(struct upload *u, const struct digest *expected)
+enum store_err upload_verify(struct upload *u, const struct digest *expected)
 {
     struct digest got;
     enum store_err rc;
@@ -295,14 +295,15 @@ enum store_err upload_commit(struct upload *u, const struct digest *expected)
         return rc;
     if (!digest_equal(&got, expected))
         return STORE_EDIGEST;
+    return fsync_fd(u->fd);
+}
 
-    rc = fsync_fd(u->fd);
-    if (rc != STORE_OK)
-        return rc;
+enum store_err upload_install(struct upload *u, const struct digest *d)
+{
     char prefix[3];
-    blob_names(expected, prefix);
-    int alg_fd = u->bs->alg_fd[expected->alg];
-    int dfd = -1;
+    blob_names(d, prefix);
+    int alg_fd = u->bs->alg_fd[d->alg];
+    enum store_err rc;
     bool made_dir = mkdirat(alg_fd, prefix, 0755) == 0;
     if (!made_dir && errno != EEXIST)
         return store_err_from_errno(errno);
@@ -311,22 +312,112 @@ enum store_err upload_commit(struct upload *u, const struct digest *expected)
         if (rc != STORE_OK)
             return rc;
     }
-    dfd = openat(alg_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = openat(alg_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd == -1)
         return store_err_from_errno(errno);
     /* link, not rename: an existing blob of this digest is complete and stays untouched */
-    if (linkat(u->bs->uploads_fd, u->id, dfd, digest_hex(expected), 0) != 0 && errno != EEXIST) {
+    if (linkat(u->bs->uploads_fd, u->id, dfd, digest_hex(d), 0) != 0 && errno != EEXIST) {
         rc = store_err_from_errno(errno);
-        goto out;
+        close(dfd);
+        return rc;
     }
     rc = fsync_fd(dfd);
-    if (rc != STORE_OK)
-        goto out;
-    if (unlinkat(u->bs->uploads_fd, u->id, 0) != 0 && errno != ENOENT)
-        rc = store_err_from_errno(errno);
-out:
     close(dfd);
     return rc;
+}
+
+enum store_err upload_commit(struct upload *u, const struct digest *expected)
+{
+    enum store_err rc = upload_verify(u, expected);
+    if (rc == STORE_OK)
+        rc = upload_install(u, expected);
+    if (rc == STORE_OK && unlinkat(u->bs->uploads_fd, u->id, 0) != 0 && errno != ENOENT)
+        rc = store_err_from_errno(errno);
+    return rc;
+}
+
+enum store_err blobstore_blob_remove(struct blobstore *bs, const struct digest *d)
+{
+    char prefix[3];
+    blob_names(d, prefix);
+    int dfd = openat(bs->alg_fd[d->alg], prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd == -1)
+        return errno == ENOENT ? STORE_OK : store_err_from_errno(errno);
+    enum store_err rc = STORE_OK;
+    if (unlinkat(dfd, digest_hex(d), 0) != 0 && errno != ENOENT)
+        rc = store_err_from_errno(errno);
+    if (rc == STORE_OK)
+        rc = fsync_fd(dfd);
+    close(dfd);
+    return rc;
+}
+
+enum store_err blobstore_blob_scan(struct blobstore *bs, blobstore_file_cb cb, void *arg)
+{
+    for (int alg = 0; alg < 2; alg++) {
+        int fd = openat(bs->alg_fd[alg], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *top = fd != -1 ? fdopendir(fd) : NULL;
+        if (top == NULL) {
+            if (fd != -1)
+                close(fd);
+            return store_err_from_errno(errno);
+        }
+        struct dirent *pe;
+        while ((pe = readdir(top)) != NULL) {
+            if (strlen(pe->d_name) != 2 || pe->d_name[0] == '.')
+                continue;
+            int sub = openat(bs->alg_fd[alg], pe->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            DIR *d = sub != -1 ? fdopendir(sub) : NULL;
+            if (d == NULL) {
+                if (sub != -1)
+                    close(sub);
+                continue;
+            }
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (e->d_name[0] == '.')
+                    continue;
+                char name[DIGEST_STR_MAX];
+                int n = snprintf(name, sizeof(name), "%s:%s", alg == DIGEST_SHA512 ? "sha512"
+                                                                                  : "sha256",
+                                 e->d_name);
+                struct digest dg;
+                struct stat st;
+                if (n < 0 || (size_t)n >= sizeof(name) ||
+                    digest_parse(&dg, name, (size_t)n) != STORE_OK ||
+                    strncmp(digest_hex(&dg), pe->d_name, 2) != 0 ||
+                    fstatat(sub, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                    continue;
+                if (cb(name, (uint64_t)st.st_size, (uint64_t)st.st_mtime, arg) != 0)
+                    break;
+            }
+            closedir(d);
+        }
+        closedir(top);
+    }
+    return STORE_OK;
+}
+
+enum store_err blobstore_uploads_scan(struct blobstore *bs, blobstore_file_cb cb, void *arg)
+{
+    int fd = openat(bs->uploads_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd != -1 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd != -1)
+            close(fd);
+        return store_err_from_errno(errno);
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (!upload_id_valid(e->d_name, strlen(e->d_name)) ||
+            fstatat(bs->uploads_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (cb(e->d_name, (uint64_t)st.st_size, (uint64_t)st.st_mtime, arg) != 0)
+            break;
+    }
+    closedir(d);
+    return STORE_OK;
 }
 
 enum store_err upload_remove(struct blobstore *bs, const char *id)

@@ -62,11 +62,29 @@ void upload_writeback(struct upload *u);
 
 /*
  * Checks the data against `expected` (its algorithm decides the hash used: a session hashed
- * with another algorithm is rehashed). On a match the file is fsync'd and linked into
- * blobs/ (an existing blob of the same digest is kept), the directory fsync'd, and the data
- * file removed. STORE_EDIGEST on a mismatch, leaving the data file in place.
+ * with another algorithm is rehashed) and fsyncs it. STORE_EDIGEST on a mismatch.
  */
+enum store_err upload_verify(struct upload *u, const struct digest *expected);
+
+/*
+ * Links the verified data into blobs/ under d (an existing blob of that digest is complete
+ * and kept) and fsyncs the directory. The data file stays until upload_remove. Run it
+ * inside the index txn that records the blob (index_blob_commit), so the garbage collector,
+ * which deletes files inside its own txn, can never remove the file in between.
+ */
+enum store_err upload_install(struct upload *u, const struct digest *d);
+
+/* upload_verify, upload_install, then removes the data file. */
 enum store_err upload_commit(struct upload *u, const struct digest *expected);
+
+/* Removes a blob file (and fsyncs its directory); a missing file is not an error. */
+enum store_err blobstore_blob_remove(struct blobstore *bs, const struct digest *d);
+
+/* Called with a name (a canonical digest, or an upload id), size and mtime; non-zero stops. */
+typedef int (*blobstore_file_cb)(const char *name, uint64_t size, uint64_t mtime, void *arg);
+/* Every blob file, and every upload data file. */
+enum store_err blobstore_blob_scan(struct blobstore *bs, blobstore_file_cb cb, void *arg);
+enum store_err blobstore_uploads_scan(struct blobstore *bs, blobstore_file_cb cb, void *arg);
 
 /* Counts the upload sessions' data files and their bytes. */
 enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uint64_t *bytes);

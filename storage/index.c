@@ -296,6 +296,47 @@ static enum store_err txn_end(MDB_txn *txn, int rc)
     return map_mdb(rc);
 }
 
+/* Each manifest change bumps its repository's generation: the garbage collector applies
+ * what it decided only if the generation it scanned is still current. */
+static int repo_bump(struct index *idx, MDB_txn *txn, const char *repo)
+{
+    struct key k;
+    key1(&k, repo);
+    MDB_val v;
+    uint64_t created = now_seconds(), gen = 0;
+    int rc = mdb_get(txn, idx->db[DB_REPOS], &k.val, &v);
+    if (rc == 0) {
+        struct rrec r = rrec_of(&v);
+        created = get_u64(&r);
+        if (r.pos + 8 <= r.len)
+            gen = get_u64(&r);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u64(&w, created);
+    put_u64(&w, gen + 1);
+    MDB_val nv = wrec_val(&w);
+    return mdb_put(txn, idx->db[DB_REPOS], &k.val, &nv, 0);
+}
+
+static int repo_gen_get(struct index *idx, MDB_txn *txn, const char *repo, uint64_t *gen)
+{
+    struct key k;
+    key1(&k, repo);
+    MDB_val v;
+    *gen = 0;
+    int rc = mdb_get(txn, idx->db[DB_REPOS], &k.val, &v);
+    if (rc != 0)
+        return rc;
+    struct rrec r = rrec_of(&v);
+    (void)get_u64(&r);
+    if (r.pos + 8 <= r.len)
+        *gen = get_u64(&r);
+    return 0;
+}
+
 static int ensure_repo(struct index *idx, MDB_txn *txn, const char *repo)
 {
     struct key k;
@@ -482,13 +523,20 @@ static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uin
     return mdb_put(txn, idx->db[DB_BLOBS], &k.val, &v, 0);
 }
 
-enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
-                               uint64_t *size, const char *from)
+static enum store_err link_impl(struct index *idx, const char *repo, const struct digest *d,
+                                uint64_t *size, const char *from, index_hook hook, void *arg)
 {
     MDB_txn *txn;
     int rc = txn_begin(idx, true, &txn);
     if (rc != 0)
         return map_mdb(rc);
+    if (hook != NULL) {
+        enum store_err herr = hook(arg);
+        if (herr != STORE_OK) {
+            mdb_txn_abort(txn);
+            return herr;
+        }
+    }
     uint64_t sz = *size;
     if (from != NULL && from[0] == '\0') {
         uint32_t refs = 0;
@@ -503,10 +551,20 @@ enum store_err index_blob_link(struct index *idx, const char *repo, const struct
             return txn_end(txn, rc);
     }
     uint64_t existing;
+    struct key lk;
+    key2(&lk, repo, d->str);
     rc = link_get(idx, txn, repo, d, &existing);
     if (rc == 0) {
-        *size = existing;
-        return txn_end(txn, 0);
+        /* linked again: the grace period of the garbage collector starts anew */
+        struct wrec w = {.len = 0};
+        put_u8(&w, REC_VERSION);
+        put_u64(&w, existing);
+        put_u64(&w, now_seconds());
+        MDB_val v = wrec_val(&w);
+        rc = mdb_put(txn, idx->db[DB_LINKS], &lk.val, &v, 0);
+        if (rc == 0)
+            *size = existing;
+        return txn_end(txn, rc);
     }
     if (rc != MDB_NOTFOUND)
         return txn_end(txn, rc);
@@ -529,6 +587,18 @@ enum store_err index_blob_link(struct index *idx, const char *repo, const struct
     if (err == STORE_OK)
         *size = sz;
     return err;
+}
+
+enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
+                               uint64_t *size, const char *from)
+{
+    return link_impl(idx, repo, d, size, from, NULL, NULL);
+}
+
+enum store_err index_blob_commit(struct index *idx, const char *repo, const struct digest *d,
+                                 uint64_t size, index_hook install, void *arg)
+{
+    return link_impl(idx, repo, d, &size, NULL, install, arg);
 }
 
 enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,
@@ -735,7 +805,7 @@ enum store_err index_manifest_put(struct index *idx, const struct index_manifest
         if (rc != 0)
             return txn_end(txn, rc);
     }
-    rc = ensure_repo(idx, txn, m->repo);
+    rc = repo_bump(idx, txn, m->repo);
     if (rc != 0)
         return txn_end(txn, rc);
     struct rm_rec existing;
@@ -867,33 +937,16 @@ static int untag_digest(struct index *idx, MDB_txn *txn, const char *repo, const
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static int manifest_delete_txn(struct index *idx, MDB_txn *txn, const char *repo,
+                               const char *digest);
+
 enum store_err index_manifest_delete(struct index *idx, const char *repo, const struct digest *d)
 {
     MDB_txn *txn;
     int rc = txn_begin(idx, true, &txn);
     if (rc != 0)
         return map_mdb(rc);
-    struct rm_rec rm;
-    rc = rm_get(idx, txn, repo, d->str, &rm);
-    if (rc == 0) {
-        struct key k;
-        key2(&k, repo, d->str);
-        rc = mdb_del(txn, idx->db[DB_REPO_MANIFESTS], &k.val, NULL);
-    }
-    if (rc == 0)
-        rc = stored_adjust(idx, txn, repo, -(int64_t)rm.size);
-    if (rc == 0)
-        rc = untag_digest(idx, txn, repo, d->str);
-    if (rc == 0 && rm.subject[0] != '\0') {
-        struct key k;
-        key2(&k, repo, rm.subject);
-        MDB_val dv = {strlen(d->str), (void *)d->str};
-        rc = mdb_del(txn, idx->db[DB_REFERRERS], &k.val, &dv);
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-    }
-    if (rc == 0)
-        rc = manifest_ref(idx, txn, d->str, NULL, 0, -1);
+    rc = manifest_delete_txn(idx, txn, repo, d->str);
     return txn_end(txn, rc);
 }
 
@@ -1503,4 +1556,307 @@ enum store_err index_snapshot_get(struct index *idx, uint64_t hour, char kind, c
     usage_unpack(f, out);
     *at = found;
     return STORE_OK;
+}
+
+/* ---- garbage collection primitives ---- */
+
+enum store_err index_repo_gen(struct index *idx, const char *repo, uint64_t *gen)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = repo_gen_get(idx, txn, repo, gen);
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+/* Visits the entries of db whose key starts with repo\0; the callback gets the rest. */
+static enum store_err scan_repo(struct index *idx, enum dbi db, const char *repo,
+                                int (*visit)(MDB_txn *txn, const char *rest, size_t rlen,
+                                             const MDB_val *v, void *arg),
+                                void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[db], &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
+    struct key prefix;
+    key2(&prefix, repo, "");
+    MDB_val k = prefix.val, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= prefix.val.mv_size &&
+           memcmp(k.mv_data, prefix.buf, prefix.val.mv_size) == 0) {
+        char rest[KEY_MAX + 1];
+        size_t rl = k.mv_size - prefix.val.mv_size;
+        memcpy(rest, (char *)k.mv_data + prefix.val.mv_size, rl);
+        rest[rl] = '\0';
+        if (visit(txn, rest, rl, &v, arg) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+struct scan_ctx {
+    struct index *idx;
+    void *cb;
+    void *arg;
+};
+
+static int visit_manifest(MDB_txn *txn, const char *digest, size_t dl, const MDB_val *v,
+                          void *arg)
+{
+    (void)dl;
+    struct scan_ctx *c = arg;
+    struct rrec r = rrec_of(v);
+    uint64_t size = get_u64(&r);
+    uint64_t created = get_u64(&r);
+    char mt[MEDIA_TYPE_MAX + 1];
+    get_str(&r, mt, sizeof(mt));
+    if (r.bad)
+        return 0;
+    struct key k;
+    key1(&k, digest);
+    MDB_val bv;
+    if (mdb_get(txn, c->idx->db[DB_MANIFESTS], &k.val, &bv) != 0 || bv.mv_size != size + 5)
+        return 0;
+    return ((index_manifest_cb)c->cb)(digest, mt, (const char *)bv.mv_data + 5, size, created,
+                                      c->arg);
+}
+
+enum store_err index_manifests_scan(struct index *idx, const char *repo, index_manifest_cb cb,
+                                    void *arg)
+{
+    struct scan_ctx c = {idx, (void *)cb, arg};
+    return scan_repo(idx, DB_REPO_MANIFESTS, repo, visit_manifest, &c);
+}
+
+static int visit_tag(MDB_txn *txn, const char *tag, size_t tl, const MDB_val *v, void *arg)
+{
+    (void)txn;
+    (void)tl;
+    struct scan_ctx *c = arg;
+    struct rrec r = rrec_of(v);
+    char dg[DIGEST_STR_MAX];
+    get_str(&r, dg, sizeof(dg));
+    return r.bad ? 0 : ((index_tag_cb)c->cb)(tag, dg, c->arg);
+}
+
+enum store_err index_tags_scan(struct index *idx, const char *repo, index_tag_cb cb, void *arg)
+{
+    struct scan_ctx c = {idx, (void *)cb, arg};
+    return scan_repo(idx, DB_TAGS, repo, visit_tag, &c);
+}
+
+static int visit_link(MDB_txn *txn, const char *digest, size_t dl, const MDB_val *v, void *arg)
+{
+    (void)txn;
+    (void)dl;
+    struct scan_ctx *c = arg;
+    struct rrec r = rrec_of(v);
+    uint64_t size = get_u64(&r);
+    uint64_t at = get_u64(&r);
+    return r.bad ? 0 : ((index_link_cb)c->cb)(digest, size, at, c->arg);
+}
+
+enum store_err index_links_scan(struct index *idx, const char *repo, index_link_cb cb, void *arg)
+{
+    struct scan_ctx c = {idx, (void *)cb, arg};
+    return scan_repo(idx, DB_LINKS, repo, visit_link, &c);
+}
+
+/* The body of index_manifest_delete, inside a caller's txn. */
+static int manifest_delete_txn(struct index *idx, MDB_txn *txn, const char *repo,
+                               const char *digest)
+{
+    struct rm_rec rm;
+    int rc = rm_get(idx, txn, repo, digest, &rm);
+    if (rc == 0) {
+        struct key k;
+        key2(&k, repo, digest);
+        rc = mdb_del(txn, idx->db[DB_REPO_MANIFESTS], &k.val, NULL);
+    }
+    if (rc == 0)
+        rc = stored_adjust(idx, txn, repo, -(int64_t)rm.size);
+    if (rc == 0)
+        rc = untag_digest(idx, txn, repo, digest);
+    if (rc == 0 && rm.subject[0] != '\0') {
+        struct key k;
+        key2(&k, repo, rm.subject);
+        MDB_val dv = {strlen(digest), (void *)digest};
+        rc = mdb_del(txn, idx->db[DB_REFERRERS], &k.val, &dv);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    if (rc == 0)
+        rc = manifest_ref(idx, txn, digest, NULL, 0, -1);
+    return rc;
+}
+
+enum store_err index_gc_repo(struct index *idx, const char *repo, uint64_t gen,
+                             const struct digest *unlink, size_t nunlink,
+                             const struct digest *drop, size_t ndrop)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t now_gen = 0;
+    rc = repo_gen_get(idx, txn, repo, &now_gen);
+    if (rc == 0 && now_gen != gen) {
+        /* a manifest arrived since the scan: decide again next time */
+        mdb_txn_abort(txn);
+        return STORE_EBUSY;
+    }
+    for (size_t i = 0; rc == 0 && i < ndrop; i++) {
+        rc = manifest_delete_txn(idx, txn, repo, drop[i].str);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    for (size_t i = 0; rc == 0 && i < nunlink; i++) {
+        uint64_t size = 0;
+        rc = link_get(idx, txn, repo, &unlink[i], &size);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        struct key k;
+        key2(&k, repo, unlink[i].str);
+        if (rc == 0)
+            rc = mdb_del(txn, idx->db[DB_LINKS], &k.val, NULL);
+        if (rc == 0)
+            rc = stored_adjust(idx, txn, repo, -(int64_t)size);
+        if (rc == 0)
+            rc = blob_ref(idx, txn, &unlink[i], size, -1);
+    }
+    return txn_end(txn, rc);
+}
+
+enum store_err index_blobs_scan(struct index *idx, index_blob_cb cb, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[DB_BLOBS], &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        char dg[DIGEST_STR_MAX];
+        if (k.mv_size < sizeof(dg)) {
+            memcpy(dg, k.mv_data, k.mv_size);
+            dg[k.mv_size] = '\0';
+            struct rrec r = rrec_of(&v);
+            uint64_t size = get_u64(&r);
+            uint32_t refs = get_u32(&r);
+            uint64_t created = get_u64(&r);
+            if (!r.bad && cb(dg, size, refs, created, arg) != 0)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+enum store_err index_gc_blob(struct index *idx, const struct digest *d, index_hook remove_file,
+                             void *arg, uint64_t *freed)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t size = 0;
+    uint32_t refs = 0;
+    rc = blob_get(idx, txn, d, &size, &refs);
+    if (rc == 0 && refs > 0) {
+        /* linked again since the scan: it stays */
+        mdb_txn_abort(txn);
+        return STORE_EBUSY;
+    }
+    if (rc == MDB_NOTFOUND) {
+        /* an orphan file: no record names it; remove it under the write lock all the same */
+        enum store_err herr = remove_file(arg);
+        mdb_txn_abort(txn);
+        *freed = 0;
+        return herr;
+    }
+    if (rc == 0) {
+        enum store_err herr = remove_file(arg);
+        if (herr != STORE_OK) {
+            mdb_txn_abort(txn);
+            return herr;
+        }
+        struct key k;
+        key1(&k, d->str);
+        rc = mdb_del(txn, idx->db[DB_BLOBS], &k.val, NULL);
+    }
+    if (rc == 0)
+        rc = totals_adjust(idx, txn, -(int64_t)size, -1, 0);
+    enum store_err err = txn_end(txn, rc);
+    if (err == STORE_OK)
+        *freed = size;
+    return err;
+}
+
+bool index_blob_known(struct index *idx, const struct digest *d)
+{
+    MDB_txn *txn;
+    if (txn_begin(idx, false, &txn) != 0)
+        return true; /* when in doubt, it is known: nothing gets deleted */
+    uint64_t size;
+    uint32_t refs;
+    int rc = blob_get(idx, txn, d, &size, &refs);
+    mdb_txn_abort(txn);
+    return rc != MDB_NOTFOUND;
+}
+
+enum store_err index_uploads_scan(struct index *idx, index_upload_cb cb, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = mdb_cursor_open(txn, idx->db[DB_UPLOADS], &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        char id[UPLOAD_ID_LEN + 1];
+        if (k.mv_size == UPLOAD_ID_LEN) {
+            memcpy(id, k.mv_data, UPLOAD_ID_LEN);
+            id[UPLOAD_ID_LEN] = '\0';
+            struct index_upload u;
+            struct rrec r = rrec_of(&v);
+            uint8_t alg = get_u8(&r);
+            u.alg = alg == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
+            u.created = get_u64(&r);
+            get_str(&r, u.repo, sizeof(u.repo));
+            if (!r.bad && cb(id, &u, arg) != 0)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
 }

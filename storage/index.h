@@ -45,6 +45,17 @@ void index_close(struct index *idx); /* NULL is a no-op */
 enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
                                uint64_t *size, const char *from);
 
+/* Called inside a write txn; an error aborts the txn. */
+typedef enum store_err (*index_hook)(void *arg);
+
+/*
+ * Records a freshly uploaded blob: in one txn, runs install (which puts the file in place:
+ * upload_install) and links it into repo. The garbage collector removes blob files inside
+ * its txn too, so a file is never removed between being put in place and being recorded.
+ */
+enum store_err index_blob_commit(struct index *idx, const char *repo, const struct digest *d,
+                                 uint64_t size, index_hook install, void *arg);
+
 /* STORE_OK with *size when d is linked in repo, STORE_ENOENT otherwise. */
 enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,
                                  uint64_t *size);
@@ -199,6 +210,46 @@ enum store_err index_snapshot_take(struct index *idx, uint64_t hour);
  * none, the entry's figures then count from zero). */
 enum store_err index_snapshot_get(struct index *idx, uint64_t hour, char kind, const char *name,
                                   struct index_usage *out, uint64_t *at);
+
+/* ---- garbage collection primitives (storage/gc.c drives them) ---- */
+
+/* A counter bumped by every manifest PUT in repo. */
+enum store_err index_repo_gen(struct index *idx, const char *repo, uint64_t *gen);
+
+/* Visitors get BORROWED data valid during the call; non-zero stops the walk. */
+typedef int (*index_manifest_cb)(const char *digest, const char *media_type, const void *bytes,
+                                 size_t len, uint64_t created, void *arg);
+enum store_err index_manifests_scan(struct index *idx, const char *repo, index_manifest_cb cb,
+                                    void *arg);
+typedef int (*index_tag_cb)(const char *tag, const char *digest, void *arg);
+enum store_err index_tags_scan(struct index *idx, const char *repo, index_tag_cb cb, void *arg);
+typedef int (*index_link_cb)(const char *digest, uint64_t size, uint64_t linked_at, void *arg);
+enum store_err index_links_scan(struct index *idx, const char *repo, index_link_cb cb, void *arg);
+
+/*
+ * In one txn, if repo's generation is still gen: deletes the manifests in drop (with their
+ * tags and referrer entries) and the links in unlink. STORE_EBUSY when the generation moved.
+ */
+enum store_err index_gc_repo(struct index *idx, const char *repo, uint64_t gen,
+                             const struct digest *unlink, size_t nunlink,
+                             const struct digest *drop, size_t ndrop);
+
+typedef int (*index_blob_cb)(const char *digest, uint64_t size, uint32_t refs, uint64_t created,
+                             void *arg);
+enum store_err index_blobs_scan(struct index *idx, index_blob_cb cb, void *arg);
+
+/*
+ * Deletes blob d if no repository links it, re-checked inside the write txn, which also runs
+ * remove_file (blobstore_blob_remove); *freed is its size. STORE_EBUSY when it is linked
+ * again. For a digest with no record (an orphan file) only remove_file runs.
+ */
+enum store_err index_gc_blob(struct index *idx, const struct digest *d, index_hook remove_file,
+                             void *arg, uint64_t *freed);
+/* True when the blobs table has a record of d. */
+bool index_blob_known(struct index *idx, const struct digest *d);
+
+typedef int (*index_upload_cb)(const char *id, const struct index_upload *u, void *arg);
+enum store_err index_uploads_scan(struct index *idx, index_upload_cb cb, void *arg);
 
 /* ---- tables kept for other modules (auth: users, grants); records are theirs ---- */
 
