@@ -117,6 +117,7 @@ static enum MHD_Result admin_metrics(struct server *srv, struct MHD_Connection *
         "# HELP ocireg_repo_pushes_total Manifest PUTs to a repository.\n"
         "# TYPE ocireg_repo_pushes_total counter\n",
     };
+    gc_sched_metrics(srv, &b);
     bool truncated = false;
     for (int pass = 0; pass < 4; pass++) {
         struct repo_series rs = {&b, 0, srv->cfg.metrics_max_repos, false, pass};

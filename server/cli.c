@@ -13,6 +13,7 @@
 #include "auth/users.h"
 #include "server/cli.h"
 #include "server/httpparse.h"
+#include "storage/gc.h"
 #include "storage/index.h"
 #include "storage/names.h"
 
@@ -564,4 +565,138 @@ int cli_repo(int argc, char **argv)
         return 1;
     }
     return 0;
+}
+
+/* ---- gc ---- */
+
+static const char usage_gc[] =
+    "usage: ocireg gc [--dry-run] [--delete-untagged] [--grace DURATION]\n"
+    "                 [--upload-max-age DURATION] [--json] [--root DIR]\n"
+    "\n"
+    "Reclaims space while the server runs. Keeps tagged manifests, the children of kept\n"
+    "indexes and the referrers of kept manifests (and, without --delete-untagged, every\n"
+    "manifest); unlinks blobs no kept manifest of their repository references once linked\n"
+    "longer than --grace (default 1h, so pushes in progress are safe); deletes blob files\n"
+    "no repository links, upload sessions idle longer than --upload-max-age (default 24h),\n"
+    "and files a crash left behind. --dry-run changes nothing and reports the same figures.\n";
+
+static void gc_progress(const char *phase, uint64_t done, uint64_t total, void *arg)
+{
+    (void)arg;
+    if (!isatty(STDERR_FILENO))
+        return;
+    fprintf(stderr, "\rgc: %s %llu/%llu%s", phase, (unsigned long long)done,
+            (unsigned long long)total, done == total ? "\n" : "");
+}
+
+int cli_gc(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"root", required_argument, NULL, 'r'},        {"dry-run", no_argument, NULL, 'n'},
+        {"delete-untagged", no_argument, NULL, 'u'},   {"grace", required_argument, NULL, 'g'},
+        {"upload-max-age", required_argument, NULL, 'a'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
+    };
+    const char *env = getenv("OCIREG_ROOT");
+    const char *root = env != NULL && env[0] != '\0' ? env : "./data";
+    struct gc_options opt = {false, false, 3600, 86400, (uint64_t)time(NULL)};
+    bool json = false;
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'r':
+            root = optarg;
+            break;
+        case 'n':
+            opt.dry_run = true;
+            break;
+        case 'u':
+            opt.delete_untagged = true;
+            break;
+        case 'g':
+            /* 0 is allowed here: "collect everything now" */
+            if (strcmp(optarg, "0") == 0)
+                opt.grace = 0;
+            else if (!cli_parse_duration(optarg, &opt.grace))
+                goto bad;
+            break;
+        case 'a':
+            if (strcmp(optarg, "0") == 0)
+                opt.upload_max_age = 0;
+            else if (!cli_parse_duration(optarg, &opt.upload_max_age))
+                goto bad;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            fputs(usage_gc, stdout);
+            return 0;
+        default:
+            goto bad;
+        }
+    }
+    if (optind != argc)
+        goto bad;
+    return gc_execute(root, &opt, json);
+bad:
+    fprintf(stderr, "ocireg: bad arguments\n%s", usage_gc);
+    return 2;
+}
+
+int gc_execute(const char *root, const struct gc_options *opt, bool json)
+{
+    struct index *idx = open_index(root);
+    if (idx == NULL)
+        return 1;
+    struct blobstore *bs = NULL;
+    enum store_err rc = blobstore_open(&bs, root);
+    struct gc_report r;
+    if (rc == STORE_OK)
+        rc = gc_run(idx, bs, opt, &r, gc_progress, NULL);
+    blobstore_close(bs);
+    index_close(idx);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "ocireg: gc: %s\n", store_strerror(rc));
+        return 1;
+    }
+    gc_print(&r, opt->dry_run, json, stdout);
+    return 0;
+}
+
+void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out)
+{
+    if (json) {
+        fprintf(out,
+                "{\"dry_run\":%s,\"repositories\":%llu,\"manifests_kept\":%llu,"
+                "\"manifests_removed\":%llu,\"manifest_bytes_removed\":%llu,\"links_kept\":%llu,"
+                "\"links_removed\":%llu,\"blobs_kept\":%llu,\"blobs_removed\":%llu,"
+                "\"blob_bytes_removed\":%llu,\"uploads_removed\":%llu,"
+                "\"upload_bytes_removed\":%llu,\"orphans_removed\":%llu,"
+                "\"orphan_bytes_removed\":%llu,\"retried\":%llu}\n",
+                dry_run ? "true" : "false", (unsigned long long)r->repositories,
+                (unsigned long long)r->manifests_kept, (unsigned long long)r->manifests_removed,
+                (unsigned long long)r->manifest_bytes_removed, (unsigned long long)r->links_kept,
+                (unsigned long long)r->links_removed, (unsigned long long)r->blobs_kept,
+                (unsigned long long)r->blobs_removed, (unsigned long long)r->blob_bytes_removed,
+                (unsigned long long)r->uploads_removed,
+                (unsigned long long)r->upload_bytes_removed,
+                (unsigned long long)r->orphans_removed,
+                (unsigned long long)r->orphan_bytes_removed, (unsigned long long)r->retried);
+        return;
+    }
+    fprintf(out,
+            "%s%llu repositories: manifests %llu kept, %llu removed (%llu bytes); links %llu "
+            "kept, %llu removed; blobs %llu kept, %llu removed (%llu bytes); uploads %llu "
+            "removed (%llu bytes); orphan files %llu removed (%llu bytes)%s\n",
+            dry_run ? "dry run (nothing changed): " : "", (unsigned long long)r->repositories,
+            (unsigned long long)r->manifests_kept, (unsigned long long)r->manifests_removed,
+            (unsigned long long)r->manifest_bytes_removed, (unsigned long long)r->links_kept,
+            (unsigned long long)r->links_removed, (unsigned long long)r->blobs_kept,
+            (unsigned long long)r->blobs_removed, (unsigned long long)r->blob_bytes_removed,
+            (unsigned long long)r->uploads_removed, (unsigned long long)r->upload_bytes_removed,
+            (unsigned long long)r->orphans_removed, (unsigned long long)r->orphan_bytes_removed,
+            r->retried ? "; some changed during the run and wait for the next one" : "");
 }

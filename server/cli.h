@@ -4,6 +4,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "storage/gc.h"
 
 /* Each takes argv[0] = its own name; returns the process exit status. */
 int cli_user(int argc, char **argv);
@@ -13,6 +16,11 @@ int cli_grants(int argc, char **argv);
 int cli_login_password(int argc, char **argv);
 int cli_usage(int argc, char **argv);
 int cli_repo(int argc, char **argv);
+int cli_gc(int argc, char **argv);
+
+/* Runs the collector on root and prints its report (also used by serve --gc-interval). */
+int gc_execute(const char *root, const struct gc_options *opt, bool json);
+void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out);
 
 /* "90", "90s", "30m", "12h", "7d" into seconds; false when malformed or zero. */
 bool cli_parse_duration(const char *s, uint64_t *out);

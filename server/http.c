@@ -554,6 +554,7 @@ static void server_free(struct server *srv)
 {
     if (srv == NULL)
         return;
+    gc_sched_stop(srv);
     if (srv->admin != NULL)
         MHD_stop_daemon(srv->admin); /* closes admin_fd */
     else if (srv->admin_fd != -1)
@@ -618,14 +619,20 @@ int server_start(struct server **out, const struct server_config *cfg)
      * its data at once, leaving the connection open until the idle timeout */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (srv->tls_cert != NULL ? MHD_USE_TLS : 0);
+    /* plain HTTP: our accept loop hands connections over (acceptor.c); TLS: the daemon's */
+    bool own_accept = srv->tls_cert == NULL;
+    if (own_accept)
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
+    /* with TLS the daemon accepts on our socket itself */
     struct MHD_OptionItem tls_opts[] = {
-        {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert},
+        {own_accept ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, NULL},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key},
         {MHD_OPTION_END, 0, NULL},
     };
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -634,8 +641,12 @@ int server_start(struct server **out, const struct server_config *cfg)
         log_error("cannot start the HTTP daemon");
         goto fail;
     }
-    if (start_admin(srv) != 0) {
+    if ((own_accept && acceptor_start(srv, srv->listen_fd) != 0) || start_admin(srv) != 0 ||
+        gc_sched_start(srv) != 0) {
+        acceptor_stop(srv);
         MHD_stop_daemon(srv->daemon);
+        if (!own_accept)
+            srv->listen_fd = -1; /* the daemon closed it */
         goto fail;
     }
     if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0) {
@@ -657,10 +668,16 @@ void server_stop(struct server *srv)
     if (srv == NULL)
         return;
     atomic_store(&srv->stopping, true);
-    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
-    if (lfd != MHD_INVALID_SOCKET && lfd == srv->listen_fd) {
+    if (srv->acceptor != NULL) {
+        acceptor_stop(srv);
         close(srv->listen_fd);
         srv->listen_fd = -1;
+    } else {
+        MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+        if (lfd != MHD_INVALID_SOCKET && lfd == srv->listen_fd) {
+            close(srv->listen_fd);
+            srv->listen_fd = -1;
+        }
     }
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);

@@ -25,6 +25,8 @@
 
 struct upload_cache;
 struct cred_cache;
+struct gc_sched;
+struct acceptor;
 
 struct server {
     struct server_config cfg;
@@ -45,7 +47,18 @@ struct server {
     struct MHD_Daemon *admin;
     int admin_fd;
     unsigned admin_port;
+    struct gc_sched *gc; /* serve --gc-interval */
+    struct acceptor *acceptor;
 };
+
+/* The accept loop of the API listener (acceptor.c); stop closes nothing but its own. */
+int acceptor_start(struct server *srv, int listen_fd);
+void acceptor_stop(struct server *srv);
+
+/* The scheduled collector (gcsched.c). */
+int gc_sched_start(struct server *srv);
+void gc_sched_stop(struct server *srv);
+void gc_sched_metrics(struct server *srv, struct mbuf *b);
 
 /* Starts the admin listener on fd (admin.c). */
 int admin_start(struct server *srv, int fd);

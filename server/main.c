@@ -24,6 +24,7 @@ static const char usage_main[] =
     "  login-password   print a short-lived password for docker login\n"
     "  usage            per-repository storage and transfer figures (--json for billing)\n"
     "  repo             set repository quotas\n"
+    "  gc               reclaim space, online (--dry-run to see what would go)\n"
     "\n"
     "Every command takes --root DIR (default: $OCIREG_ROOT, else ./data).\n"
     "Run 'ocireg <command> --help' for the flags of a command.\n";
@@ -61,6 +62,9 @@ static const char usage_serve[] =
     "                           port 0 when --listen has port 0)\n"
     "  --admin-port-file FILE   write the admin listener's port to FILE once listening\n"
     "  --metrics-max-repos N    per-repository series in /metrics at most (default 10000)\n"
+    "  --gc-interval DURATION   run the garbage collector this often (e.g. 6h; default never;\n"
+    "                           'ocireg gc' runs it by hand, online)\n"
+    "  --gc-delete-untagged     scheduled collections also remove untagged manifests\n"
     "  --help                   show this help\n";
 
 static int bad_usage(const char *usage, const char *what, const char *arg)
@@ -108,6 +112,8 @@ enum {
     OPT_ADMIN_LISTEN,
     OPT_ADMIN_PORT_FILE,
     OPT_METRICS_MAX_REPOS,
+    OPT_GC_INTERVAL,
+    OPT_GC_DELETE_UNTAGGED,
     OPT_HELP,
 };
 
@@ -135,6 +141,8 @@ static int cmd_serve(int argc, char **argv)
         {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
         {"admin-port-file", required_argument, NULL, OPT_ADMIN_PORT_FILE},
         {"metrics-max-repos", required_argument, NULL, OPT_METRICS_MAX_REPOS},
+        {"gc-interval", required_argument, NULL, OPT_GC_INTERVAL},
+        {"gc-delete-untagged", no_argument, NULL, OPT_GC_DELETE_UNTAGGED},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -249,6 +257,15 @@ static int cmd_serve(int argc, char **argv)
                 return bad_usage(usage_serve, "--metrics-max-repos: expected 0..10000000", optarg);
             cfg.metrics_max_repos = (unsigned)v;
             break;
+        case OPT_GC_INTERVAL:
+            if (!cli_parse_duration(optarg, &v) || v > 365 * 86400)
+                return bad_usage(usage_serve, "--gc-interval: expected a duration like 6h",
+                                 optarg);
+            cfg.gc_interval = (unsigned)v;
+            break;
+        case OPT_GC_DELETE_UNTAGGED:
+            cfg.gc_delete_untagged = true;
+            break;
         case OPT_HELP:
             fputs(usage_serve, stdout);
             return 0;
@@ -311,7 +328,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"serve", cmd_serve},         {"user", cli_user},     {"grant", cli_grant},
         {"revoke", cli_revoke},       {"grants", cli_grants}, {"login-password", cli_login_password},
-        {"usage", cli_usage},         {"repo", cli_repo},
+        {"usage", cli_usage},         {"repo", cli_repo},     {"gc", cli_gc},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -2,6 +2,7 @@
 #ifndef OCIREG_SERVER_SERVER_H
 #define OCIREG_SERVER_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct server_config {
@@ -30,6 +31,8 @@ struct server_config {
     const char *admin_listen;    /* /metrics etc.; NULL: 127.0.0.1, port of --listen + 1 */
     const char *admin_port_file; /* NULL, or where to write the admin port */
     unsigned metrics_max_repos;  /* per-repository series in /metrics at most */
+    unsigned gc_interval;        /* seconds between scheduled collections; 0 = none */
+    bool gc_delete_untagged;
 };
 
 void server_config_defaults(struct server_config *cfg);

@@ -455,3 +455,10 @@ enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uin
     *bytes = sum;
     return STORE_OK;
 }
+
+bool blobstore_upload_present(struct blobstore *bs, const char *id)
+{
+    struct stat st;
+    return upload_id_valid(id, strlen(id)) &&
+           fstatat(bs->uploads_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}

@@ -89,6 +89,9 @@ enum store_err blobstore_uploads_scan(struct blobstore *bs, blobstore_file_cb cb
 /* Counts the upload sessions' data files and their bytes. */
 enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uint64_t *bytes);
 
+/* True when upload `id` has a data file. */
+bool blobstore_upload_present(struct blobstore *bs, const char *id);
+
 /* Removes the data file of upload `id`; a missing file is not an error. */
 enum store_err upload_remove(struct blobstore *bs, const char *id);
 

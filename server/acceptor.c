@@ -1,0 +1,229 @@
+/*
+ * The API listener's accept loop. Each new connection waits here (in one epoll set, costing
+ * no worker thread) until its first byte arrives; then it goes to libmicrohttpd, unless that
+ * byte opens a TLS handshake on this plain-HTTP port: such a client (docker tries https
+ * first) gets a 400 answer, which tells it to fall back to http. libmicrohttpd 0.9.75 would
+ * close some of those connections without a word, depending on the random bytes of the
+ * ClientHello, and an EOF makes the docker CLI give up.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+#define TLS_HANDSHAKE 0x16
+#define MAX_EVENTS 64
+
+struct acceptor {
+    struct server *srv;
+    int listen_fd;
+    int epfd;
+    int wake_fd;
+    pthread_t thread;
+    time_t *deadline; /* by fd: when a connection that sent nothing is dropped; 0 = none */
+    bool *closing;    /* by fd: answered, draining until the client closes */
+    size_t ndeadline;
+};
+
+static const char tls_answer[] =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    "Content-Length: 48\r\n\r\nThis port speaks plain HTTP, not HTTPS (TLS).\r\n\r\n";
+
+static void drop(struct acceptor *a, int fd)
+{
+    epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+    if ((size_t)fd < a->ndeadline)
+        a->deadline[fd] = 0;
+}
+
+static bool track(struct acceptor *a, int fd, time_t when)
+{
+    if ((size_t)fd >= a->ndeadline) {
+        size_t n = a->ndeadline ? a->ndeadline : 1024;
+        while (n <= (size_t)fd)
+            n *= 2;
+        time_t *p = realloc(a->deadline, n * sizeof(*p));
+        if (p == NULL)
+            return false;
+        memset(p + a->ndeadline, 0, (n - a->ndeadline) * sizeof(*p));
+        a->deadline = p;
+        bool *c = realloc(a->closing, n * sizeof(*c));
+        if (c == NULL)
+            return false;
+        memset(c + a->ndeadline, 0, (n - a->ndeadline) * sizeof(*c));
+        a->closing = c;
+        a->ndeadline = n;
+    }
+    a->deadline[fd] = when;
+    a->closing[fd] = false;
+    return true;
+}
+
+static void accept_all(struct acceptor *a)
+{
+    for (;;) {
+        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+        if (!track(a, fd, time(NULL) + (time_t)a->srv->cfg.conn_timeout) ||
+            epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            close(fd);
+            continue;
+        }
+    }
+}
+
+/* Reads and discards what the client sent; true once it has closed its side. */
+static bool drain(int fd)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    }
+}
+
+static void first_byte(struct acceptor *a, int fd)
+{
+    if ((size_t)fd < a->ndeadline && a->closing[fd]) {
+        if (drain(fd)) {
+            drop(a, fd);
+            close(fd);
+        }
+        return;
+    }
+    unsigned char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    drop(a, fd);
+    if (n <= 0) {
+        close(fd);
+        return;
+    }
+    if (b == TLS_HANDSHAKE) {
+        /* read what it sent first: closing with unread data would reset the connection
+         * and could destroy the answer before the client reads it */
+        bool gone = drain(fd);
+        (void)send(fd, tls_answer, sizeof(tls_answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(fd, SHUT_WR);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+        if (gone || !track(a, fd, time(NULL) + 5) ||
+            epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            close(fd);
+            return;
+        }
+        a->closing[fd] = true;
+        return;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        close(fd);
+        return;
+    }
+    /* libmicrohttpd takes the socket, and closes it itself if it cannot serve it */
+    (void)MHD_add_connection(a->srv->daemon, fd, (struct sockaddr *)&ss, sl);
+}
+
+static void expire(struct acceptor *a, time_t now)
+{
+    for (size_t fd = 0; fd < a->ndeadline; fd++)
+        if (a->deadline[fd] != 0 && a->deadline[fd] <= now) {
+            drop(a, (int)fd);
+            close((int)fd);
+        }
+}
+
+static void *run(void *arg)
+{
+    struct acceptor *a = arg;
+    struct epoll_event evs[MAX_EVENTS];
+    time_t last_sweep = time(NULL);
+    for (;;) {
+        int n = epoll_wait(a->epfd, evs, MAX_EVENTS, 1000);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == a->wake_fd)
+                return NULL;
+            if (fd == a->listen_fd)
+                accept_all(a);
+            else
+                first_byte(a, fd);
+        }
+        time_t now = time(NULL);
+        if (now != last_sweep) {
+            expire(a, now);
+            last_sweep = now;
+        }
+    }
+    return NULL;
+}
+
+int acceptor_start(struct server *srv, int listen_fd)
+{
+    struct acceptor *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return -1;
+    a->srv = srv;
+    a->listen_fd = listen_fd;
+    a->epfd = epoll_create1(EPOLL_CLOEXEC);
+    a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event lev = {.events = EPOLLIN, .data.fd = listen_fd};
+    struct epoll_event wev = {.events = EPOLLIN, .data.fd = a->wake_fd};
+    int fl = fcntl(listen_fd, F_GETFL);
+    if (a->epfd == -1 || a->wake_fd == -1 || fl == -1 ||
+        fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        epoll_ctl(a->epfd, EPOLL_CTL_ADD, listen_fd, &lev) != 0 ||
+        epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wake_fd, &wev) != 0 ||
+        pthread_create(&a->thread, NULL, run, a) != 0) {
+        if (a->epfd != -1)
+            close(a->epfd);
+        if (a->wake_fd != -1)
+            close(a->wake_fd);
+        free(a);
+        return -1;
+    }
+    srv->acceptor = a;
+    return 0;
+}
+
+void acceptor_stop(struct server *srv)
+{
+    struct acceptor *a = srv->acceptor;
+    if (a == NULL)
+        return;
+    uint64_t one = 1;
+    while (write(a->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+    pthread_join(a->thread, NULL);
+    /* connections that never said anything are closed; the listener stops accepting */
+    for (size_t fd = 0; fd < a->ndeadline; fd++)
+        if (a->deadline[fd] != 0)
+            close((int)fd);
+    close(a->epfd);
+    close(a->wake_fd);
+    free(a->deadline);
+    free(a->closing);
+    free(a);
+    srv->acceptor = NULL;
+}

@@ -1,0 +1,346 @@
+/*
+ * The online garbage collector against a running server: multi-arch children kept,
+ * referrers kept with their subject and removed after it, untagged manifests, the grace
+ * period, shared layers across repositories, dry runs, abandoned uploads, crash orphans,
+ * exact accounting afterwards, and a stress run of pushes racing repeated collections in
+ * which every acknowledged image still pulls.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tests/check.h"
+#include "tests/integration/harness.h"
+
+#define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_INDEX "application/vnd.oci.image.index.v1+json"
+
+static struct srv S;
+
+/* Runs ocireg gc with the given flags (plus --json); returns the report. OWNED json. */
+static json_t *gc(const char *const *flags)
+{
+    const char *args[16] = {"gc", "--json"};
+    int n = 2;
+    for (size_t i = 0; flags[i] != NULL && n < 15; i++)
+        args[n++] = flags[i];
+    args[n] = NULL;
+    char out[4096];
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), args), ==, 0);
+    json_t *j = json_loads(out, 0, NULL);
+    if (j == NULL) {
+        fprintf(stderr, "gc printed: %s\n", out);
+        abort();
+    }
+    return j;
+}
+
+static long long field(json_t *j, const char *name)
+{
+    return json_integer_value(json_object_get(j, name));
+}
+
+static long status_of(const char *method, const char *path)
+{
+    struct resp *r = http(&S, method, path, NULL, NULL, 0);
+    long st = r->status;
+    resp_free(r);
+    return st;
+}
+
+/* An image: config and one layer of the given contents; its manifest PUT under ref. */
+static void image(const char *repo, const char *ref, const char *cfg, const char *layer,
+                  const char *extra, char *mdigest, char *body, size_t cap)
+{
+    char cd[80], ld[80];
+    push_blob_data(&S, repo, cfg, strlen(cfg), cd);
+    push_blob_data(&S, repo, layer, strlen(layer), ld);
+    snprintf(body, cap,
+             "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+             "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":"
+             "\"%s\",\"size\":%zu}]%s}",
+             cd, strlen(cfg), ld, strlen(layer), extra ? extra : "");
+    sha256_str(body, strlen(body), mdigest);
+    struct resp *r = put_manifest_body(&S, repo, ref != NULL ? ref : mdigest, MT_MANIFEST, body);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+}
+
+static void blob_path(char *out, size_t cap, const char *repo, const char *data)
+{
+    char d[80];
+    sha256_str(data, strlen(data), d);
+    snprintf(out, cap, "/v2/%s/blobs/%s", repo, d);
+}
+
+static void test_keep_rules(void)
+{
+    char m_amd[80], m_arm[80], b1[1024], b2[1024], idx_body[2048], idx_d[80], path[256];
+    /* a two-platform index, its children untagged */
+    image("gc/multi", NULL, "{\"os\":\"linux\",\"arch\":\"amd64\"}", "amd64 layer", NULL, m_amd,
+          b1, sizeof(b1));
+    image("gc/multi", NULL, "{\"os\":\"linux\",\"arch\":\"arm64\"}", "arm64 layer", NULL, m_arm,
+          b2, sizeof(b2));
+    snprintf(idx_body, sizeof(idx_body),
+             "{\"schemaVersion\":2,\"mediaType\":\"" MT_INDEX "\",\"manifests\":["
+             "{\"mediaType\":\"" MT_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu},"
+             "{\"mediaType\":\"" MT_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu}]}",
+             m_amd, strlen(b1), m_arm, strlen(b2));
+    struct resp *r = put_manifest_body(&S, "gc/multi", "v1", MT_INDEX, idx_body);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    sha256_str(idx_body, strlen(idx_body), idx_d);
+    /* a signature of the amd64 image (untagged referrer), and a stray untagged image */
+    char sig_d[80], sig[1024], stray_d[80], stray[1024], extra[256];
+    snprintf(extra, sizeof(extra),
+             ",\"subject\":{\"mediaType\":\"" MT_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu}",
+             m_amd, strlen(b1));
+    image("gc/multi", NULL, "{}", "signature bytes", extra, sig_d, sig, sizeof(sig));
+    image("gc/multi", NULL, "{\"stray\":1}", "stray layer", NULL, stray_d, stray, sizeof(stray));
+    /* a blob linked but referenced by nothing, and one more repository sharing a layer */
+    char d[80];
+    push_blob_data(&S, "gc/multi", "loose blob", 10, d);
+    char shared_d[80], shared[1024];
+    image("gc/other", "keep", "{\"other\":1}", "amd64 layer", NULL, shared_d, shared,
+          sizeof(shared));
+
+    /* dry run: the figures of a real run, nothing changed */
+    json_t *dry = gc((const char *[]){"--dry-run", "--delete-untagged", "--grace", "0", NULL});
+    CHECK_INT(field(dry, "manifests_removed"), ==, 1); /* the stray */
+    CHECK_INT(field(dry, "links_removed"), ==, 3);     /* stray config+layer, loose blob */
+    CHECK_INT(field(dry, "blobs_removed"), ==, 3);
+    snprintf(path, sizeof(path), "/v2/gc/multi/manifests/%s", stray_d);
+    CHECK_INT(status_of("GET", path), ==, 200);
+    /* with the default grace (1 h), nothing young goes */
+    json_t *young = gc((const char *[]){"--delete-untagged", NULL});
+    CHECK_INT(field(young, "links_removed"), ==, 0);
+    CHECK_INT(field(young, "blobs_removed"), ==, 0);
+    json_decref(young);
+    json_t *real = gc((const char *[]){"--delete-untagged", "--grace", "0", NULL});
+    CHECK_INT(field(real, "manifests_removed"), ==, field(dry, "manifests_removed"));
+    CHECK_INT(field(real, "links_removed"), ==, field(dry, "links_removed"));
+    CHECK_INT(field(real, "blobs_removed"), ==, field(dry, "blobs_removed"));
+    CHECK_INT(field(real, "blob_bytes_removed"), ==, field(dry, "blob_bytes_removed"));
+    json_decref(dry);
+    json_decref(real);
+    CHECK_INT(status_of("GET", path), ==, 404);
+    blob_path(path, sizeof(path), "gc/multi", "loose blob");
+    CHECK_INT(status_of("GET", path), ==, 404);
+    /* kept: the index, both children, the signature, every layer they use */
+    CHECK_INT(status_of("GET", "/v2/gc/multi/manifests/v1"), ==, 200);
+    const char *kept[] = {m_amd, m_arm, sig_d};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "/v2/gc/multi/manifests/%s", kept[i]);
+        CHECK_INT(status_of("GET", path), ==, 200);
+    }
+    blob_path(path, sizeof(path), "gc/multi", "arm64 layer");
+    CHECK_INT(status_of("GET", path), ==, 200);
+    blob_path(path, sizeof(path), "gc/multi", "signature bytes");
+    CHECK_INT(status_of("GET", path), ==, 200);
+
+    /* the subject goes: its signature follows; the layer shared with gc/other stays */
+    snprintf(path, sizeof(path), "/v2/gc/multi/manifests/%s", idx_d);
+    CHECK_INT(status_of("DELETE", path), ==, 202);
+    snprintf(path, sizeof(path), "/v2/gc/multi/manifests/%s", m_amd);
+    CHECK_INT(status_of("DELETE", path), ==, 202);
+    json_t *after = gc((const char *[]){"--delete-untagged", "--grace", "0", NULL});
+    json_decref(after);
+    snprintf(path, sizeof(path), "/v2/gc/multi/manifests/%s", sig_d);
+    CHECK_INT(status_of("GET", path), ==, 404);
+    snprintf(path, sizeof(path), "/v2/gc/multi/manifests/%s", m_arm);
+    CHECK_INT(status_of("GET", path), ==, 404); /* untagged, no index holds it any more */
+    blob_path(path, sizeof(path), "gc/other", "amd64 layer");
+    CHECK_INT(status_of("GET", path), ==, 200);
+    CHECK_INT(status_of("GET", "/v2/gc/other/manifests/keep"), ==, 200);
+
+    /* without --delete-untagged, untagged manifests stay */
+    char u_d[80], u[1024];
+    image("gc/untagged", NULL, "{\"u\":1}", "untagged layer", NULL, u_d, u, sizeof(u));
+    json_decref(gc((const char *[]){"--grace", "0", NULL}));
+    snprintf(path, sizeof(path), "/v2/gc/untagged/manifests/%s", u_d);
+    CHECK_INT(status_of("GET", path), ==, 200);
+
+    /* the accounting is exact afterwards: every file on disk is a blob the index counts */
+    char out[4096];
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), (const char *[]){"usage", "--json", NULL}), ==, 0);
+    json_t *u_all = json_loads(out, 0, NULL);
+    CHECK(u_all != NULL);
+    long long blobs = json_integer_value(json_object_get(json_object_get(u_all, "registry"), "blobs"));
+    CHECK_INT(blobs, ==, count_files(S.root, "blobs"));
+    json_decref(u_all);
+}
+
+static void test_uploads_and_orphans(void)
+{
+    char loc[512];
+    struct resp *r = http(&S, "POST", "/v2/gc/up/blobs/uploads/", NULL, "", 0);
+    EXPECT(r, 202, NULL);
+    resp_hdr(r, "Location", loc, sizeof(loc));
+    resp_free(r);
+    r = http(&S, "PATCH", loc, NULL, "partial", 7);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    /* a blob file a crash left behind: named by its digest, recorded nowhere */
+    char d[80], path[512];
+    sha256_str("orphan", 6, d);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s", S.root, d + 7);
+    mkdir(path, 0755);
+    snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s", d + 7);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    CHECK(fd != -1 && write(fd, "orphan", 6) == 6);
+    close(fd);
+    json_t *j = gc((const char *[]){"--grace", "0", "--upload-max-age", "0", NULL});
+    CHECK_INT(field(j, "uploads_removed"), ==, 1);
+    CHECK_INT(field(j, "upload_bytes_removed"), ==, 7);
+    CHECK_INT(field(j, "orphans_removed"), ==, 1);
+    json_decref(j);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_INT(count_files(S.root, "uploads"), ==, 0);
+    r = http(&S, "GET", loc, NULL, NULL, 0);
+    EXPECT(r, 404, "BLOB_UPLOAD_UNKNOWN");
+    resp_free(r);
+}
+
+/* Pushes images with a shared base layer in a loop; records each acknowledged manifest. */
+static void pusher(int id, const char *logpath)
+{
+    FILE *log = fopen(logpath, "w");
+    CHECK(log != NULL);
+    for (int i = 0; i < 40; i++) {
+        char cfg[64], layer[64], body[1024], md[80], repo[32], tag[16];
+        snprintf(repo, sizeof(repo), "stress/p%d", id);
+        snprintf(cfg, sizeof(cfg), "{\"p\":%d,\"i\":%d}", id, i);
+        snprintf(layer, sizeof(layer), "layer %d of pusher %d", i, id);
+        snprintf(tag, sizeof(tag), "t%d", i % 5); /* tags move: old images become untagged */
+        char cd[80], ld[80], bd[80];
+        push_blob_data(&S, repo, cfg, strlen(cfg), cd);
+        push_blob_data(&S, repo, "shared base layer", 17, bd);
+        push_blob_data(&S, repo, layer, strlen(layer), ld);
+        snprintf(body, sizeof(body),
+                 "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":"
+                 "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+                 "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":"
+                 "\"%s\",\"size\":17},{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+                 "\"digest\":\"%s\",\"size\":%zu}]}",
+                 cd, strlen(cfg), bd, ld, strlen(layer));
+        struct resp *r = put_manifest_body(&S, repo, tag, MT_MANIFEST, body);
+        if (r->status == 201) {
+            sha256_str(body, strlen(body), md);
+            fprintf(log, "%s %s %s\n", repo, tag, md);
+        }
+        resp_free(r);
+    }
+    fclose(log);
+}
+
+static void test_stress(void)
+{
+    char logs[3][256];
+    pid_t pids[3];
+    for (int p = 0; p < 3; p++) {
+        snprintf(logs[p], sizeof(logs[p]), "%s/pusher%d.log", S.dir, p);
+        pids[p] = fork();
+        CHECK(pids[p] != -1);
+        if (pids[p] == 0) {
+            pusher(p, logs[p]);
+            _exit(0);
+        }
+    }
+    /* collections race the pushes; the default grace keeps pushes in progress safe */
+    int running = 3, rounds = 0;
+    while (running > 0) {
+        json_decref(gc((const char *[]){"--delete-untagged", NULL}));
+        rounds++;
+        for (int p = 0; p < 3; p++) {
+            int st;
+            if (pids[p] > 0 && waitpid(pids[p], &st, WNOHANG) == pids[p]) {
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+                pids[p] = 0;
+                running--;
+            }
+        }
+    }
+    CHECK(rounds >= 1);
+    /* the last acknowledged image of every tag pulls, manifest and blobs */
+    int checked = 0;
+    for (int p = 0; p < 3; p++) {
+        FILE *f = fopen(logs[p], "r");
+        CHECK(f != NULL);
+        char repo[32], tag[16], md[80], last[5][80] = {{0}};
+        while (fscanf(f, "%31s %15s %79s", repo, tag, md) == 3)
+            snprintf(last[atoi(tag + 1)], sizeof(last[0]), "%s", md);
+        fclose(f);
+        for (int t = 0; t < 5; t++) {
+            char path[256];
+            snprintf(path, sizeof(path), "/v2/stress/p%d/manifests/t%d", p, t);
+            struct resp *r = http(&S, "GET", path, NULL, NULL, 0);
+            EXPECT(r, 200, NULL);
+            char h[128];
+            CHECK_STR(resp_hdr(r, "Docker-Content-Digest", h, sizeof(h)), last[t]);
+            json_t *m = json_loads(r->body, 0, NULL);
+            resp_free(r);
+            json_t *layers = json_object_get(m, "layers");
+            for (size_t i = 0; i < json_array_size(layers); i++) {
+                snprintf(path, sizeof(path), "/v2/stress/p%d/blobs/%s", p,
+                         json_string_value(json_object_get(json_array_get(layers, i), "digest")));
+                CHECK_INT(status_of("GET", path), ==, 200);
+            }
+            json_decref(m);
+            checked++;
+        }
+    }
+    CHECK_INT(checked, ==, 15);
+    /* a final collection with no grace leaves exactly what the tags reference */
+    json_decref(gc((const char *[]){"--delete-untagged", "--grace", "0", NULL}));
+    int files = count_files(S.root, "blobs");
+    /* per pusher: 5 tags x (config + own layer), the shared base stored once overall, and
+     * gc/other's two blobs (gc/untagged's image is untagged, so it went too) */
+    CHECK_INT(files, ==, 3 * 5 * 2 + 1 + 2);
+}
+
+static void test_scheduled(void)
+{
+    char aport[256];
+    snprintf(aport, sizeof(aport), "%s/aport", S.dir);
+    srv_stop(&S);
+    srv_restart(&S, (const char *[]){"--gc-interval", "1s", "--admin-port-file", aport, NULL});
+    FILE *f = fopen(aport, "r");
+    unsigned port = 0;
+    CHECK(f != NULL && fscanf(f, "%u", &port) == 1);
+    fclose(f);
+    struct srv a = S;
+    snprintf(a.base, sizeof(a.base), "http://127.0.0.1:%u", port);
+    /* the first scheduled run comes a second after the start: wait for it, with a deadline */
+    for (int i = 0;; i++) {
+        CHECK(i < 500);
+        struct resp *r = http(&a, "GET", "/metrics", NULL, NULL, 0);
+        static const char key[] = "\nocireg_gc_runs_total ";
+        const char *p = strstr(r->body, key);
+        bool ran = p != NULL && atoi(p + sizeof(key) - 1) >= 1;
+        resp_free(r);
+        if (ran)
+            break;
+        usleep(20000);
+    }
+    /* what the tags reference is still all there */
+    CHECK_INT(status_of("GET", "/v2/gc/other/manifests/keep"), ==, 200);
+}
+
+int main(void)
+{
+    srv_start(&S, NULL);
+    RUN(test_keep_rules);
+    RUN(test_uploads_and_orphans);
+    RUN(test_stress);
+    RUN(test_scheduled);
+    srv_cleanup(&S);
+    return 0;
+}
