@@ -8,7 +8,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Build and test dependencies (Debian 12 package names).
 DEPS := cmake make gcc pkg-config libmicrohttpd-dev libssl-dev libsodium-dev liblmdb-dev \
-        libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq skopeo podman prometheus
+        libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq zstd skopeo podman buildah docker.io umoci prometheus
 
 .PHONY: all deps build run test test-asan clean
 
@@ -45,4 +45,4 @@ clean:
 
 # Benchmark against CNCF Distribution (tests/bench/README.md); BENCH_QUICK=1 for a smoke run.
 bench: build
-	tests/bench/run.sh ./$(BUILD)/ocireg
+	tests/bench/run.sh $(BUILD)/ocireg

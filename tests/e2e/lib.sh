@@ -7,6 +7,9 @@
 #     ...
 #     finish                               # stops the server, checks it exited 0
 #
+# Clients with helpers here: skopeo (sk), podman (podman_init, pm), buildah (buildah_init, bh)
+# and docker (docker_init starts a private containerd + dockerd; dk).
+#
 # Everything lives under a fresh `mktemp -d` directory ($E2E_DIR); an EXIT trap stops the
 # server (SIGTERM, then SIGKILL after a deadline) and removes that directory, whether the
 # test passes, fails or is interrupted. Readiness is the --port-file the server writes (by
@@ -43,11 +46,12 @@ mkdir -p "$XDG_CONFIG_HOME/containers"
 E2E_POLICY="$XDG_CONFIG_HOME/containers/policy.json"
 printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >"$E2E_POLICY"
 
-E2E_RUNBASE= # podman's run directories (see podman_init)
+E2E_RUNBASE= # short directory for run-time state and sockets (see e2e_runbase)
 SERVER_PID=
 PORT=
 REG=
 E2E_CLEANUP_HOOKS=()
+E2E_FAIL_LOGS=() # more logs shown on failure (see show_on_failure)
 E2E_FINISHED=0
 
 log() { printf '[%s %s] %s\n' "$E2E_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
@@ -87,6 +91,38 @@ e2e_need() {
 # on_exit CMD...: a cleanup step run by the EXIT trap before the server stops (last in, first out).
 on_exit() { E2E_CLEANUP_HOOKS+=("$*"); }
 
+# show_on_failure FILE TITLE [OMIT-REGEX]: the EXIT trap prints the tail of FILE (without the
+# lines that match OMIT-REGEX) when the test fails.
+show_on_failure() { E2E_FAIL_LOGS+=("$1" "$2" "${3:-^\$}"); }
+
+# e2e_stop_pid PID NAME [SECONDS]: SIGTERM, then SIGKILL after the deadline (default 20 s); waits.
+e2e_stop_pid() {
+    local pid=$1 deadline=$((SECONDS + ${3:-20}))
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log "$2 ($pid) did not stop within ${3:-20}s of SIGTERM: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.05
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
+# e2e_runbase: sets E2E_RUNBASE, a short directory for run-time state and unix sockets (podman
+# refuses a runroot longer than 50 characters; a socket path has at most 107 bytes). It is
+# removed with $E2E_DIR.
+e2e_runbase() {
+    [ -z "$E2E_RUNBASE" ] || return 0
+    if [ ${#E2E_DIR} -le 30 ]; then
+        E2E_RUNBASE=$E2E_DIR
+    else
+        E2E_RUNBASE=$(mktemp -d /tmp/e2e-run.XXXXXX)
+    fi
+}
+
 stop_server() {
     local pid=$SERVER_PID rc=0 deadline
     [ -n "$pid" ] || return 0
@@ -120,13 +156,24 @@ e2e_cleanup() {
         grep -v 'Request malformed' "$E2E_DIR/server.log" | tail -n 80 >&2
         echo "------------------------------------" >&2
     fi
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne "$E2E_SKIP_RC" ]; then
+        for ((i = 0; i < ${#E2E_FAIL_LOGS[@]}; i += 3)); do
+            [ -s "${E2E_FAIL_LOGS[i]}" ] || continue
+            echo "---- ${E2E_FAIL_LOGS[i + 1]} (last 40 lines) ----" >&2
+            grep -Ev -- "${E2E_FAIL_LOGS[i + 2]}" "${E2E_FAIL_LOGS[i]}" | tail -n 40 >&2
+            echo "------------------------------------" >&2
+        done
+    fi
     if [ "${E2E_KEEP:-0}" = 1 ]; then
         echo "kept $E2E_DIR" >&2
     else
         # podman's vfs storage may hold read-only directories; make them removable first
         chmod -R u+rwX "$E2E_DIR" 2>/dev/null
         rm -rf "$E2E_DIR"
-        [ -z "$E2E_RUNBASE" ] || [ "$E2E_RUNBASE" = "$E2E_DIR" ] || rm -rf "$E2E_RUNBASE"
+        if [ -n "$E2E_RUNBASE" ] && [ "$E2E_RUNBASE" != "$E2E_DIR" ]; then
+            chmod -R u+rwX "$E2E_RUNBASE" 2>/dev/null
+            rm -rf "$E2E_RUNBASE"
+        fi
     fi
     if [ "$rc" -eq 0 ] && [ "$E2E_FINISHED" != 1 ]; then
         echo "FAIL: script exited early without finishing" >&2
@@ -149,13 +196,15 @@ trap '[ "$BASH_SUBSHELL" != 0 ] || e2e_on_err $? "$BASH_COMMAND" $LINENO' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-# Starts ocireg on 127.0.0.1:0 with a fresh storage root; sets PORT and REG.
+# Starts ocireg on 127.0.0.1:0 with the storage root $E2E_DIR/root (kept across restarts);
+# further serve flags may follow (--auth token, --tls-cert ...). Sets PORT and REG.
 start_server() {
-    local deadline
+    local deadline scheme=http arg
+    for arg in "$@"; do [ "$arg" != --tls-cert ] || scheme=https; done
     mkdir -p "$E2E_DIR/root"
     rm -f "$E2E_DIR/port"
     "$OCIREG" serve --root "$E2E_DIR/root" --listen 127.0.0.1:0 \
-        --port-file "$E2E_DIR/port" --log-level "${E2E_LOG_LEVEL:-warn}" \
+        --port-file "$E2E_DIR/port" --log-level "${E2E_LOG_LEVEL:-warn}" "$@" \
         </dev/null >>"$E2E_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     deadline=$((SECONDS + 20))
@@ -174,11 +223,15 @@ start_server() {
     REG=127.0.0.1:$PORT
     write_registries_conf
     log "ocireg (pid $SERVER_PID) listening on $REG"
-    # The port file is written once listening, so /v2/ must answer right away.
+    # The port file is written once listening, so /v2/ must answer right away (200, or 401
+    # when access control is on).
     local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://$REG/v2/") ||
+    code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time 10 "$scheme://$REG/v2/") ||
         fail "GET /v2/ failed"
-    [ "$code" = 200 ] || fail "GET /v2/ answered $code, want 200"
+    case $code in
+    200 | 401) ;;
+    *) fail "GET /v2/ answered $code, want 200 (or 401 with auth)" ;;
+    esac
 }
 
 # Stops the server (it must exit 0 on SIGTERM) and marks the test as complete.
@@ -259,17 +312,41 @@ layout_tag() {
     layout_write_index "$1"
 }
 
-# make_layer LAYOUT SRCDIR: a gzip'd tar of SRCDIR's contents as a blob; sets LAYER_DIGEST,
-# LAYER_SIZE and LAYER_DIFF_ID (digest of the uncompressed tar).
-make_layer() {
-    local tarf="$E2E_DIR/tmp/layer.$$.tar" names
-    names=$(cd "$2" && ls -A)
+# tar_dir SRCDIR OUT: a reproducible tar of SRCDIR's contents (sorted names, mtime 0, uid/gid 0).
+tar_dir() {
+    local names
+    names=$(cd "$1" && ls -A)
     # shellcheck disable=SC2086 # the names are ours, without blanks
-    (cd "$2" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-        --mode='u+rwX,go+rX,go-w' --format=ustar -cf "$tarf" $names)
+    (cd "$1" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        --mode='u+rwX,go+rX,go-w' --format=ustar -cf "$2" $names)
+}
+
+# make_layer LAYOUT SRCDIR: a gzip'd tar of SRCDIR's contents as a blob; sets LAYER_DIGEST,
+# LAYER_SIZE, LAYER_DIFF_ID (digest of the uncompressed tar) and LAYER_MEDIA_TYPE.
+make_layer() { make_layer_as "$1" "$2" gzip; }
+
+# make_layer_as LAYOUT SRCDIR COMPRESSION: the same, compressed with gzip or zstd, or none (a
+# plain tar); LAYER_MEDIA_TYPE is the matching OCI layer media type.
+make_layer_as() {
+    local tarf="$E2E_DIR/tmp/layer.$$.tar"
+    rm -f "$tarf" "$tarf.gz" "$tarf.zst"
+    tar_dir "$2" "$tarf"
     LAYER_DIFF_ID=$(digest_of "$tarf")
-    gzip -n -9 "$tarf"
-    layout_add_blob "$1" "$tarf.gz"
+    case $3 in
+    gzip)
+        gzip -n -9 "$tarf"
+        tarf=$tarf.gz
+        LAYER_MEDIA_TYPE=application/vnd.oci.image.layer.v1.tar+gzip
+        ;;
+    zstd)
+        zstd -q -19 --rm "$tarf" -o "$tarf.zst"
+        tarf=$tarf.zst
+        LAYER_MEDIA_TYPE=application/vnd.oci.image.layer.v1.tar+zstd
+        ;;
+    none) LAYER_MEDIA_TYPE=application/vnd.oci.image.layer.v1.tar ;;
+    *) fail "make_layer_as: unknown compression '$3'" ;;
+    esac
+    layout_add_blob "$1" "$tarf"
     LAYER_DIGEST=$BLOB_DIGEST
     LAYER_SIZE=$BLOB_SIZE
 }
@@ -278,8 +355,9 @@ make_layer() {
 #     /etc/e2e/base.txt   "base layer of NAME"
 #     /e2e/NAME.txt       "NAME for linux/ARCH"
 #     /e2e/big.txt        MAKE_IMAGE_BIG_MB megabytes of shuffled numbers, when that is set
-# Sets IMG_MANIFEST (digest), IMG_MANIFEST_SIZE, IMG_CONFIG (digest) and IMG_LAYERS (two
-# digests, space-separated); tags it TAG in index.json when TAG is given.
+# The layers are compressed with MAKE_IMAGE_COMPRESSION: gzip (the default), zstd or none.
+# Sets IMG_MANIFEST (digest), IMG_MANIFEST_SIZE, IMG_CONFIG (digest), IMG_LAYERS and
+# IMG_DIFF_IDS (two digests each, space-separated); tags it TAG in index.json when TAG is given.
 make_image() {
     local layout=$1 name=$2 arch=$3 tag=${4:-} src l1 l2 d1 d2 s1 s2 f
     src="$E2E_DIR/tmp/src.$name.$arch"
@@ -294,9 +372,9 @@ make_image() {
         [ "$(size_of "$src/2/e2e/big.txt")" = "${MAKE_IMAGE_BIG_MB}000000" ] || fail "big.txt"
     fi
 
-    make_layer "$layout" "$src/1"
+    make_layer_as "$layout" "$src/1" "${MAKE_IMAGE_COMPRESSION:-gzip}"
     l1=$LAYER_DIGEST s1=$LAYER_SIZE d1=$LAYER_DIFF_ID
-    make_layer "$layout" "$src/2"
+    make_layer_as "$layout" "$src/2" "${MAKE_IMAGE_COMPRESSION:-gzip}"
     l2=$LAYER_DIGEST s2=$LAYER_SIZE d2=$LAYER_DIFF_ID
     rm -rf "$src"
 
@@ -308,12 +386,13 @@ make_image() {
     local csize=$BLOB_SIZE
 
     f="$E2E_DIR/tmp/manifest.json"
-    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s},{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s}]}' \
-        "$IMG_CONFIG" "$csize" "$l1" "$s1" "$l2" "$s2" >"$f"
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"%s","digest":"%s","size":%s},{"mediaType":"%s","digest":"%s","size":%s}]}' \
+        "$IMG_CONFIG" "$csize" "$LAYER_MEDIA_TYPE" "$l1" "$s1" "$LAYER_MEDIA_TYPE" "$l2" "$s2" >"$f"
     layout_add_blob "$layout" "$f"
     IMG_MANIFEST=$BLOB_DIGEST
     IMG_MANIFEST_SIZE=$BLOB_SIZE
     IMG_LAYERS="$l1 $l2"
+    IMG_DIFF_IDS="$d1 $d2"
     if [ -n "$tag" ]; then
         layout_tag "$layout" application/vnd.oci.image.manifest.v1+json "$IMG_MANIFEST" \
             "$IMG_MANIFEST_SIZE" "$tag"
@@ -335,6 +414,63 @@ make_multiarch() {
     layout_add_blob "$layout" "$f"
     IDX_DIGEST=$BLOB_DIGEST IDX_SIZE=$BLOB_SIZE IDX_AMD64=$m1 IDX_ARM64=$m2
     layout_tag "$layout" application/vnd.oci.image.index.v1+json "$IDX_DIGEST" "$IDX_SIZE" "$tag"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The distribution API with curl, for what no client here pushes (artifacts, subject).
+
+# http_header FILE NAME: the value of header NAME in a `curl -D FILE` dump (the last response's).
+http_header() {
+    tr -d '\r' <"$1" | awk -v n="$2" '
+        BEGIN { n = tolower(n) }
+        /^HTTP\// { v = "" }
+        {
+            i = index($0, ":")
+            if (i > 0 && tolower(substr($0, 1, i - 1)) == n) {
+                v = substr($0, i + 1)
+                sub(/^[ \t]+/, "", v)
+            }
+        }
+        END { print v }'
+}
+
+# curl_push_blob REPO FILE: uploads FILE as a blob of REPO (POST, then PUT ?digest= with the
+# body); sets BLOB_DIGEST and BLOB_SIZE.
+curl_push_blob() {
+    local repo=$1 f=$2 hdr="$E2E_DIR/tmp/push-blob.hdr" code loc sep
+    BLOB_DIGEST=$(digest_of "$f") BLOB_SIZE=$(size_of "$f")
+    log "+ curl: push blob $BLOB_DIGEST ($BLOB_SIZE bytes) to $repo"
+    code=$(curl -s --max-time 30 -o /dev/null -D "$hdr" -w '%{http_code}' -X POST \
+        "http://$REG/v2/$repo/blobs/uploads/") || fail "POST $repo/blobs/uploads/"
+    [ "$code" = 202 ] || fail "POST $repo/blobs/uploads/ answered $code, want 202"
+    loc=$(http_header "$hdr" Location)
+    case $loc in
+    http://* | https://*) ;;
+    /*) loc="http://$REG$loc" ;;
+    *) fail "bad upload Location '$loc'" ;;
+    esac
+    case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+    code=$(curl -s --max-time 30 -o /dev/null -D "$hdr" -w '%{http_code}' -X PUT \
+        -H 'Content-Type: application/octet-stream' --data-binary "@$f" \
+        "$loc${sep}digest=$BLOB_DIGEST") || fail "PUT upload of $BLOB_DIGEST"
+    [ "$code" = 201 ] || fail "PUT upload of $BLOB_DIGEST answered $code, want 201"
+    expect_eq "Docker-Content-Digest of blob upload" "$(http_header "$hdr" Docker-Content-Digest)" \
+        "$BLOB_DIGEST"
+}
+
+# curl_push_manifest REPO REF FILE MEDIATYPE: PUT of a manifest (201 expected); its response
+# headers are left in $E2E_DIR/push-manifest.hdr. Sets BLOB_DIGEST and BLOB_SIZE of FILE.
+curl_push_manifest() {
+    local code
+    BLOB_DIGEST=$(digest_of "$3") BLOB_SIZE=$(size_of "$3")
+    log "+ curl: PUT $1/manifests/$2 ($4, $BLOB_DIGEST)"
+    code=$(curl -s --max-time 30 -o "$E2E_DIR/push-manifest.out" -D "$E2E_DIR/push-manifest.hdr" \
+        -w '%{http_code}' -X PUT -H "Content-Type: $4" --data-binary "@$3" \
+        "http://$REG/v2/$1/manifests/$2") || fail "PUT $1/manifests/$2"
+    [ "$code" = 201 ] ||
+        fail "PUT $1/manifests/$2 answered $code, want 201: $(cat "$E2E_DIR/push-manifest.out")"
+    expect_eq "Docker-Content-Digest of manifest PUT" \
+        "$(http_header "$E2E_DIR/push-manifest.hdr" Docker-Content-Digest)" "$BLOB_DIGEST"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -373,29 +509,31 @@ sk() {
 # without systemd) and its own containers.conf / storage.conf, so the machine's images and
 # settings are neither used nor touched.
 
-# podman_init: checks that podman can run here at all (else SKIP); call after start_server.
-podman_init() {
-    e2e_need podman
-    # podman refuses a runroot longer than 50 characters: keep the run directories short.
-    if [ ${#E2E_DIR} -le 30 ]; then
-        E2E_RUNBASE=$E2E_DIR
-    else
-        E2E_RUNBASE=$(mktemp -d /tmp/e2e-run.XXXXXX)
-    fi
+# containers_conf_init: a containers.conf and storage.conf of the test's own (cgroupfs, file
+# events, vfs storage under $E2E_DIR) for podman and buildah; sets E2E_RUNBASE.
+containers_conf_init() {
+    e2e_runbase
+    [ ! -s "$E2E_DIR/containers.conf" ] || return 0
     cat >"$E2E_DIR/containers.conf" <<'CONF'
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
-    # (pm passes --root/--runroot per store; these defaults only keep podman off /var/lib)
+    # (pm and bh pass --root/--runroot per store; these defaults only keep them off /var/lib)
     cat >"$E2E_DIR/storage.conf" <<CONF
 [storage]
 driver = "vfs"
-graphroot = "$E2E_DIR/podman-default/storage"
+graphroot = "$E2E_DIR/containers-default/storage"
 runroot = "$E2E_RUNBASE/run-default"
 CONF
     export CONTAINERS_CONF="$E2E_DIR/containers.conf"
     export CONTAINERS_STORAGE_CONF="$E2E_DIR/storage.conf"
+}
+
+# podman_init: checks that podman can run here at all (else SKIP); call after start_server.
+podman_init() {
+    e2e_need podman
+    containers_conf_init
     podman --version >/dev/null 2>&1 || skip "podman is installed but cannot run"
     log "$(podman --version)"
     if ! pm probe info >"$E2E_DIR/podman-info.txt" 2>&1; then
@@ -412,4 +550,190 @@ pm() {
     log "+ podman [$(basename "$s")] $*"
     timeout -k 5 "$E2E_CMD_TIMEOUT" podman --root "$s/storage" --runroot "$r" --tmpdir "$s/tmp" \
         --storage-driver vfs --cgroup-manager cgroupfs --events-backend file "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# buildah, on private storages under $E2E_DIR (vfs driver; the same containers.conf and
+# storage.conf as podman). Nothing here runs a container.
+
+# The blob info cache (which blob is known under which digests, and in which repositories of
+# which registry: what lets a push mount a layer from another repository instead of uploading
+# it) is /var/lib/containers/cache for root, shared by every root client on the machine, and other
+# tools delete it (tests/bench/run.sh does, for cold measurements). buildah has no flag to move
+# it, so bh runs buildah in a mount namespace of its own where a directory of the test is bound
+# over /var/lib/containers/cache, when the machine allows that (BH_OWN_CACHE=1).
+BH_OWN_CACHE=0
+BH_SYSTEM_CACHE=/var/lib/containers/cache
+
+# buildah_init: checks that buildah can run here at all (else SKIP).
+buildah_init() {
+    e2e_need buildah
+    containers_conf_init
+    buildah --version >/dev/null 2>&1 || skip "buildah is installed but cannot run"
+    log "$(buildah --version)"
+    mkdir -p "$E2E_DIR/buildah-cache"
+    # (buildah as root creates that directory itself on its first pull or push)
+    if command -v unshare >/dev/null 2>&1 && mkdir -p "$BH_SYSTEM_CACHE" 2>/dev/null &&
+        unshare --mount --propagation private -- \
+            mount --bind "$E2E_DIR/buildah-cache" "$BH_SYSTEM_CACHE" 2>"$E2E_DIR/unshare.err"; then
+        BH_OWN_CACHE=1
+        log "buildah runs with a blob info cache of its own ($E2E_DIR/buildah-cache)"
+    else
+        log "buildah shares the machine's blob info cache (no private mount namespace here:" \
+            "$(tail -n 1 "$E2E_DIR/unshare.err" 2>/dev/null))"
+    fi
+    if ! bh probe info >"$E2E_DIR/buildah-info.txt" 2>&1; then
+        cat "$E2E_DIR/buildah-info.txt" >&2
+        skip "buildah cannot set up its storage here: $(grep -m1 -i error "$E2E_DIR/buildah-info.txt" || tail -n 1 "$E2E_DIR/buildah-info.txt")"
+    fi
+}
+
+# bh STORE ARGS...: buildah on the private storage STORE (a name: a, b, ...). Global flags such
+# as --log-level go first in ARGS.
+bh() {
+    local s="$E2E_DIR/buildah-$1" r="$E2E_RUNBASE/brun-$1" ns=()
+    mkdir -p "$s/tmp"
+    shift
+    log "+ buildah [$(basename "$s")] $*"
+    if [ "$BH_OWN_CACHE" = 1 ]; then
+        # shellcheck disable=SC2016 # expanded by that sh
+        ns=(unshare --mount --propagation private -- sh -c
+            'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$E2E_DIR/buildah-cache"
+            "$BH_SYSTEM_CACHE")
+    fi
+    TMPDIR="$s/tmp" timeout -k 5 "$E2E_CMD_TIMEOUT" "${ns[@]}" buildah --root "$s/storage" \
+        --runroot "$r" --storage-driver vfs "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# docker: a containerd and a dockerd of the test's own (call docker_init after start_server).
+# Both keep all their state under $E2E_DIR/docker and $E2E_RUNBASE/dk (vfs storage driver, no
+# bridge, no iptables, no systemd); the EXIT trap stops them. The docker CLI talks to that daemon
+# only (DOCKER_HOST) and keeps its configuration in a directory of the test's own
+# (DOCKER_CONFIG, with the experimental CLI commands enabled for `docker manifest`).
+
+DOCKERD_PID=
+CONTAINERD_PID=
+DOCKER_CLI=
+E2E_RUN_DOCKER_NEW=0 # dockerd creates /run/docker/plugins (a fixed path): remove it if it was new
+
+docker_init() {
+    local d r deadline c
+    for c in dockerd containerd runc; do
+        command -v "$c" >/dev/null 2>&1 ||
+            skip "'$c' is not installed (apt-get install -y docker.io)"
+    done
+    [ "$(id -u)" = 0 ] || skip "dockerd needs root here (no rootless set-up)"
+    # The client of the same package as the daemon (another docker may come first in PATH).
+    DOCKER_CLI=$(dirname "$(command -v dockerd)")/docker
+    [ -x "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker) || skip "no docker client"
+    e2e_runbase
+    d=$E2E_DIR/docker r=$E2E_RUNBASE/dk
+    mkdir -p "$d/config" "$d/containerd/root" "$d/containerd/opt" "$r/containerd"
+    export DOCKER_HOST="unix://$r/docker.sock" DOCKER_CONFIG="$d/config"
+    printf '{"auths":{},"experimental":"enabled"}\n' >"$DOCKER_CONFIG/config.json"
+
+    # containerd: dockerd would start one itself, but would use the machine's instead when
+    # /run/containerd/containerd.sock exists; this one is ours in every case.
+    cat >"$d/containerd.toml" <<CONF
+version = 2
+root = "$d/containerd/root"
+state = "$r/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$r/containerd/containerd.sock"
+[ttrpc]
+  address = "$r/containerd/containerd.sock.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/containerd/opt"
+CONF
+    containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
+    CONTAINERD_PID=$!
+    on_exit docker_stop
+    show_on_failure "$d/containerd.log" "containerd log" 'level=info'
+    deadline=$((SECONDS + 30))
+    until [ -S "$r/containerd/containerd.sock" ]; do
+        if ! kill -0 "$CONTAINERD_PID" 2>/dev/null; then
+            tail -n 20 "$d/containerd.log" >&2
+            skip "containerd cannot run here: $(docker_log_error "$d/containerd.log")"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "containerd did not create its socket within 30s"
+        sleep 0.05
+    done
+
+    [ -e /run/docker ] || E2E_RUN_DOCKER_NEW=1
+    # (deprecated-key-path: else dockerd 20.10 writes its identity key to /etc/docker/key.json)
+    printf '{"deprecated-key-path":"%s"}\n' "$d/key.json" >"$d/daemon.json"
+    dockerd --config-file "$d/daemon.json" --containerd "$r/containerd/containerd.sock" \
+        --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none --ip-forward=false \
+        --insecure-registry "$REG" --data-root "$d/data" --exec-root "$r/exec" \
+        --pidfile "$r/docker.pid" -H "$DOCKER_HOST" </dev/null >"$d/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    show_on_failure "$d/dockerd.log" "dockerd log" 'module=grpc'
+    deadline=$((SECONDS + 60))
+    until "$DOCKER_CLI" info >"$d/info.txt" 2>&1; do
+        if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            tail -n 20 "$d/dockerd.log" >&2
+            skip "dockerd cannot run here: $(docker_log_error "$d/dockerd.log")"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "dockerd did not answer 'docker info' within 60s"
+        sleep 0.1
+    done
+    log "dockerd (pid $DOCKERD_PID, containerd $CONTAINERD_PID) ready: client $("$DOCKER_CLI" version --format '{{.Client.Version}}'), server $("$DOCKER_CLI" version --format '{{.Server.Version}}')"
+}
+
+# docker_log_error LOG: the first error of a containerd/dockerd log (else its last line).
+docker_log_error() { grep -m1 -iE 'level=(fatal|error)' "$1" || tail -n 1 "$1"; }
+
+# Stops dockerd, then containerd (SIGTERM, SIGKILL after a deadline), and unmounts whatever
+# they left mounted under the test's directories.
+docker_stop() {
+    local m
+    e2e_stop_pid "$DOCKERD_PID" dockerd 30
+    DOCKERD_PID=
+    e2e_stop_pid "$CONTAINERD_PID" containerd 20
+    CONTAINERD_PID=
+    for m in $(findmnt -rn -o TARGET | grep -F -e "$E2E_DIR/" -e "$E2E_RUNBASE/" | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    if [ "$E2E_RUN_DOCKER_NEW" = 1 ]; then
+        rmdir /run/docker/plugins /run/docker 2>/dev/null || true
+    fi
+}
+
+# dk ARGS...: the docker client against the test's own daemon.
+dk() {
+    log "+ docker $*"
+    timeout -k 5 "$E2E_CMD_TIMEOUT" "$DOCKER_CLI" "$@"
+}
+
+# make_docker_archive TARFILE REPO:TAG SRCDIR...: a `docker save` style archive (manifest.json,
+# the config as <hex>.json, N/layer.tar) of a linux/amd64 image with one uncompressed layer per
+# SRCDIR, for `docker load`. Sets ARCHIVE_CONFIG (its digest: the docker image ID) and
+# ARCHIVE_DIFF_IDS (space-separated).
+make_docker_archive() {
+    local out=$1 tag=$2 dir="$E2E_DIR/tmp/archive.$$" i=0 src d diff_ids="" layers="" history=""
+    shift 2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    for src in "$@"; do
+        i=$((i + 1))
+        mkdir "$dir/$i"
+        tar_dir "$src" "$dir/$i/layer.tar"
+        d=$(digest_of "$dir/$i/layer.tar")
+        diff_ids+="${diff_ids:+,}\"$d\""
+        layers+="${layers:+,}\"$i/layer.tar\""
+        history+="${history:+,}{\"created\":\"2024-01-01T00:00:00Z\",\"created_by\":\"e2e: layer $i\"}"
+    done
+    printf '{"architecture":"amd64","config":{"Env":["PATH=/usr/bin:/bin"],"Cmd":["/bin/sh"],"Labels":{"org.example.e2e.name":"%s"}},"created":"2024-01-01T00:00:00Z","history":[%s],"os":"linux","rootfs":{"type":"layers","diff_ids":[%s]}}' \
+        "$tag" "$history" "$diff_ids" >"$dir/config.json"
+    ARCHIVE_CONFIG=$(digest_of "$dir/config.json")
+    mv "$dir/config.json" "$dir/${ARCHIVE_CONFIG#sha256:}.json"
+    ARCHIVE_DIFF_IDS=$(echo "$diff_ids" | tr -d '"' | tr , ' ')
+    printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":[%s]}]' \
+        "${ARCHIVE_CONFIG#sha256:}" "$tag" "$layers" >"$dir/manifest.json"
+    tar -C "$dir" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$out" .
+    rm -rf "$dir"
 }
