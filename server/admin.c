@@ -220,6 +220,21 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         *data_size = 0;
         return MHD_YES;
     }
+    static const char repos[] = "/admin/repositories/";
+    if (strncmp(url, repos, sizeof(repos) - 1) == 0) {
+        const char *name = url + sizeof(repos) - 1;
+        if (strcmp(method, "DELETE") != 0)
+            return admin_text(c, 405, "method not allowed\n");
+        if (!name_valid(name, strlen(name)))
+            return admin_text(c, 400, "invalid repository name\n");
+        enum store_err rc = index_repo_delete(srv->idx, name);
+        if (rc == STORE_ENOENT)
+            return admin_text(c, 404, "no such repository\n");
+        if (rc != STORE_OK)
+            return admin_text(c, 500, store_strerror(rc));
+        log_info("admin: repository %s deleted", name);
+        return admin_text(c, 200, "deleted\n");
+    }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return admin_text(c, 405, "method not allowed\n");
     if (strcmp(url, "/healthz") == 0)

@@ -153,6 +153,13 @@ static enum MHD_Result manifest_put(struct request *r)
     }
     size_t bad = 0;
     rc = index_manifest_put(r->srv->idx, &m, &bad);
+    if (rc == STORE_EEXIST) {
+        char detail[TAG_MAX_LEN + NAME_MAX_LEN + 64];
+        snprintf(detail, sizeof(detail), "tag %s of %s is immutable and points elsewhere",
+                 tl.tags[bad], r->name);
+        ret = reply_error(r, API_TAG_IMMUTABLE, detail);
+        goto out;
+    }
     if (rc == STORE_ENOENT || rc == STORE_ERANGE) {
         char detail[DIGEST_STR_MAX + 64];
         snprintf(detail, sizeof(detail), "%s%s",

@@ -90,6 +90,9 @@ struct common {
     bool json;
     const char *since;
     const char *quota;
+    const char *mutability;
+    const char *exclude[INDEX_TAG_EXCLUDES_MAX];
+    int nexclude;
     const char *pos[64];
     int npos;
 };
@@ -101,6 +104,8 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
         {"ttl", required_argument, NULL, 't'},  {"service", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},       {"since", required_argument, NULL, 'S'},
         {"quota", required_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+        {"tag-mutability", required_argument, NULL, 'M'},
+        {"exclude", required_argument, NULL, 'x'},
         {NULL, 0, NULL, 0},
     };
     memset(c, 0, sizeof(*c));
@@ -132,6 +137,16 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
             break;
         case 'q':
             c->quota = optarg;
+            break;
+        case 'M':
+            c->mutability = optarg;
+            break;
+        case 'x':
+            if (c->nexclude == INDEX_TAG_EXCLUDES_MAX) {
+                fprintf(stderr, "ocireg: at most %d --exclude patterns\n", INDEX_TAG_EXCLUDES_MAX);
+                return 2;
+            }
+            c->exclude[c->nexclude++] = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -373,8 +388,14 @@ static const char usage_usage[] =
     "WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC), or a duration ago (36h, 30d).\n";
 
 static const char usage_repo[] =
-    "usage: ocireg repo set REPO --quota BYTES [--root DIR]\n"
+    "usage: ocireg repo set REPO [--quota BYTES] [--tag-mutability immutable|mutable\n"
+    "                            [--exclude TAG-GLOB]...] [--root DIR]\n"
     "       ocireg repo set-default --quota BYTES [--root DIR]\n"
+    "       ocireg repo delete REPO [--root DIR]\n"
+    "\n"
+    "An immutable tag is never moved to another manifest (409, TAG_INVALID) unless it matches\n"
+    "an --exclude glob (e.g. 'latest', 'dev-*'). delete removes the repository's tags,\n"
+    "manifests and links; blobs other repositories use stay, the rest go with the next gc.\n"
     "\n"
     "A push that would take the repository's stored bytes over its quota (or the default for\n"
     "repositories without one) is refused with 403 DENIED. BYTES 0 removes the quota; a\n"
@@ -544,29 +565,50 @@ int cli_repo(int argc, char **argv)
     int st = parse_common(argc, argv, &c, usage_repo);
     if (st >= 0)
         return st;
-    uint64_t bytes;
-    bool def = c.npos == 1 && strcmp(c.pos[0], "set-default") == 0;
-    bool one = c.npos == 2 && strcmp(c.pos[0], "set") == 0;
-    if ((!def && !one) || c.quota == NULL || !parse_bytes(c.quota, &bytes)) {
+    const char *verb = c.npos > 0 ? c.pos[0] : "";
+    bool def = c.npos == 1 && strcmp(verb, "set-default") == 0;
+    bool one = c.npos == 2 && strcmp(verb, "set") == 0;
+    bool del = c.npos == 2 && strcmp(verb, "delete") == 0;
+    uint64_t bytes = 0;
+    if ((!def && !one && !del) || (def && c.quota == NULL) ||
+        (one && c.quota == NULL && c.mutability == NULL) ||
+        (c.quota != NULL && !parse_bytes(c.quota, &bytes)) ||
+        (c.mutability != NULL && strcmp(c.mutability, "immutable") != 0 &&
+         strcmp(c.mutability, "mutable") != 0)) {
         fputs(usage_repo, stderr);
         return 2;
     }
-    if (one && !name_valid(c.pos[1], strlen(c.pos[1]))) {
+    if ((one || del) && !name_valid(c.pos[1], strlen(c.pos[1]))) {
         fprintf(stderr, "ocireg: invalid repository name '%s'\n", c.pos[1]);
         return 2;
+    }
+    struct index_tag_policy pol;
+    memset(&pol, 0, sizeof(pol));
+    pol.immutable = c.mutability != NULL && strcmp(c.mutability, "immutable") == 0;
+    for (int i = 0; i < c.nexclude; i++) {
+        if (strlen(c.exclude[i]) > TAG_MAX_LEN) {
+            fprintf(stderr, "ocireg: --exclude pattern too long\n");
+            return 2;
+        }
+        snprintf(pol.exclude[pol.nexclude++], sizeof(pol.exclude[0]), "%s", c.exclude[i]);
     }
     struct index *idx = open_index(c.root);
     if (idx == NULL)
         return 1;
-    enum store_err rc = index_quota_set(idx, one ? c.pos[1] : NULL, bytes);
+    enum store_err rc = STORE_OK;
+    if (del)
+        rc = index_repo_delete(idx, c.pos[1]);
+    if (rc == STORE_OK && c.quota != NULL)
+        rc = index_quota_set(idx, one ? c.pos[1] : NULL, bytes);
+    if (rc == STORE_OK && c.mutability != NULL)
+        rc = index_tag_policy_set(idx, c.pos[1], &pol);
     index_close(idx);
     if (rc != STORE_OK) {
-        fprintf(stderr, "ocireg: cannot set the quota: %s\n", store_strerror(rc));
+        fprintf(stderr, "ocireg: repo %s: %s\n", verb, store_strerror(rc));
         return 1;
     }
     return 0;
 }
-
 /* ---- gc ---- */
 
 static const char usage_gc[] =

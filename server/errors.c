@@ -26,6 +26,8 @@ const char *api_err_code(enum api_err e)
     switch (e) {
     case API_MANIFEST_TOO_BIG:
         return "SIZE_INVALID";
+    case API_TAG_IMMUTABLE:
+        return "TAG_INVALID";
     case API_RANGE_INVALID:
         return "BLOB_UPLOAD_INVALID";
     case API_PAGINATION_NUMBER_INVALID:

@@ -23,6 +23,7 @@
     X(UNSUPPORTED, 405, "the operation is unsupported")                                            \
     X(TOOMANYREQUESTS, 429, "too many requests")                                                   \
     X(TAG_INVALID, 400, "manifest tag did not match URI")                                          \
+    X(TAG_IMMUTABLE, 409, "tag is immutable")                                                      \
     X(RANGE_INVALID, 416, "invalid content range")                                                 \
     X(PAGINATION_NUMBER_INVALID, 400, "invalid number of results requested")                      \
     X(MANIFEST_TOO_BIG, 413, "manifest exceeds the size limit")                                    \

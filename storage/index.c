@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -771,6 +772,67 @@ static int manifest_ref(struct index *idx, MDB_txn *txn, const char *digest, con
     return rc;
 }
 
+/* Tag policy: "m\0repo" in the usage table: flags (1 = immutable), exclusion globs. */
+static int policy_get(struct index *idx, MDB_txn *txn, const char *repo,
+                      struct index_tag_policy *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct key k;
+    usage_key(&k, 'm', repo);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_USAGE], &k.val, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    struct rrec r = rrec_of(&v);
+    out->immutable = get_u8(&r) & 1;
+    size_t n = get_u8(&r);
+    for (size_t i = 0; i < n && i < INDEX_TAG_EXCLUDES_MAX && !r.bad; i++)
+        get_str(&r, out->exclude[out->nexclude++], sizeof(out->exclude[0]));
+    return r.bad ? MDB_CORRUPTED : 0;
+}
+
+static bool policy_excludes(const struct index_tag_policy *p, const char *tag)
+{
+    for (size_t i = 0; i < p->nexclude; i++)
+        if (fnmatch(p->exclude[i], tag, 0) == 0)
+            return true;
+    return false;
+}
+
+enum store_err index_tag_policy_set(struct index *idx, const char *repo,
+                                    const struct index_tag_policy *p)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    usage_key(&k, 'm', repo);
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u8(&w, p->immutable ? 1 : 0);
+    put_u8(&w, (uint8_t)p->nexclude);
+    for (size_t i = 0; i < p->nexclude; i++)
+        put_str(&w, p->exclude[i]);
+    MDB_val v = wrec_val(&w);
+    rc = w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_USAGE], &k.val, &v, 0);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_tag_policy_get(struct index *idx, const char *repo,
+                                    struct index_tag_policy *out)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = policy_get(idx, txn, repo, out);
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
 enum store_err index_manifest_put(struct index *idx, const struct index_manifest_put *m,
                                   size_t *bad_ref)
 {
@@ -834,9 +896,30 @@ enum store_err index_manifest_put(struct index *idx, const struct index_manifest
                 rc = 0;
         }
     }
+    struct index_tag_policy pol;
+    if (rc == 0)
+        rc = policy_get(idx, txn, m->repo, &pol);
     for (size_t i = 0; rc == 0 && i < m->ntags; i++) {
         struct key k;
         key2(&k, m->repo, m->tags[i]);
+        if (pol.immutable && !policy_excludes(&pol, m->tags[i])) {
+            MDB_val old;
+            int grc = mdb_get(txn, idx->db[DB_TAGS], &k.val, &old);
+            if (grc == 0) {
+                struct rrec r = rrec_of(&old);
+                char dg[DIGEST_STR_MAX];
+                get_str(&r, dg, sizeof(dg));
+                if (r.bad || strcmp(dg, m->digest.str) != 0) {
+                    /* an immutable tag never moves: the whole PUT changes nothing */
+                    *bad_ref = i;
+                    mdb_txn_abort(txn);
+                    return STORE_EEXIST;
+                }
+            } else if (grc != MDB_NOTFOUND) {
+                rc = grc;
+                break;
+            }
+        }
         struct wrec w = {.len = 0};
         put_u8(&w, REC_VERSION);
         put_str(&w, m->digest.str);
@@ -1859,4 +1942,94 @@ enum store_err index_uploads_scan(struct index *idx, index_upload_cb cb, void *a
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+/* ---- whole repositories ---- */
+
+/* Deletes every entry of db under repo\0, calling each(rest, value) first (may be NULL). */
+static int delete_prefixed(struct index *idx, MDB_txn *txn, enum dbi db, const char *repo,
+                           int (*each)(struct index *, MDB_txn *, const char *, const MDB_val *,
+                                       const char *repo),
+                           bool dups)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, idx->db[db], &cur);
+    if (rc != 0)
+        return rc;
+    struct key prefix;
+    key2(&prefix, repo, "");
+    for (;;) {
+        MDB_val k = prefix.val, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != 0 || k.mv_size < prefix.val.mv_size ||
+            memcmp(k.mv_data, prefix.buf, prefix.val.mv_size) != 0)
+            break;
+        if (each != NULL) {
+            char rest[KEY_MAX + 1];
+            size_t rl = k.mv_size - prefix.val.mv_size;
+            memcpy(rest, (char *)k.mv_data + prefix.val.mv_size, rl);
+            rest[rl] = '\0';
+            rc = each(idx, txn, rest, &v, repo);
+            if (rc != 0)
+                break;
+        }
+        rc = mdb_cursor_del(cur, dups ? MDB_NODUPDATA : 0);
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int drop_manifest_ref(struct index *idx, MDB_txn *txn, const char *digest,
+                             const MDB_val *v, const char *repo)
+{
+    (void)v;
+    (void)repo;
+    return manifest_ref(idx, txn, digest, NULL, 0, -1);
+}
+
+static int drop_link_ref(struct index *idx, MDB_txn *txn, const char *digest, const MDB_val *v,
+                         const char *repo)
+{
+    (void)repo;
+    struct digest d;
+    if (digest_parse(&d, digest, strlen(digest)) != STORE_OK)
+        return 0;
+    struct rrec r = rrec_of(v);
+    uint64_t size = get_u64(&r);
+    return blob_ref(idx, txn, &d, size, -1);
+}
+
+enum store_err index_repo_delete(struct index *idx, const char *repo)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key rk;
+    key1(&rk, repo);
+    MDB_val v;
+    rc = mdb_get(txn, idx->db[DB_REPOS], &rk.val, &v);
+    if (rc == 0)
+        rc = delete_prefixed(idx, txn, DB_TAGS, repo, NULL, false);
+    if (rc == 0)
+        rc = delete_prefixed(idx, txn, DB_REFERRERS, repo, NULL, true);
+    if (rc == 0)
+        rc = delete_prefixed(idx, txn, DB_REPO_MANIFESTS, repo, drop_manifest_ref, false);
+    if (rc == 0)
+        rc = delete_prefixed(idx, txn, DB_LINKS, repo, drop_link_ref, false);
+    if (rc == 0) {
+        /* nothing stored any more; transfer counters stay for the bill */
+        struct key uk;
+        uint64_t f[USAGE_FIELDS];
+        usage_key(&uk, 'r', repo);
+        rc = fields_get(idx, txn, &uk, f, USAGE_FIELDS);
+        f[0] = 0;
+        if (rc == 0)
+            rc = fields_put(idx, txn, &uk, f, USAGE_FIELDS);
+    }
+    if (rc == 0)
+        rc = mdb_del(txn, idx->db[DB_REPOS], &rk.val, NULL);
+    return txn_end(txn, rc);
 }

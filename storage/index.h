@@ -91,7 +91,8 @@ struct index_manifest_put {
  * Stores a manifest, its membership in repo, its tags and its referrer entry, in one txn.
  * Every reference of info (but optional ones) must be in the repository: otherwise
  * STORE_ENOENT with *bad_ref set to its index; a blob whose size differs from the
- * descriptor's gives STORE_ERANGE with *bad_ref.
+ * descriptor's gives STORE_ERANGE with *bad_ref. Moving an immutable tag gives STORE_EEXIST
+ * with *bad_ref the index of the tag; nothing is stored then.
  */
 enum store_err index_manifest_put(struct index *idx, const struct index_manifest_put *m,
                                   size_t *bad_ref);
@@ -102,6 +103,20 @@ struct index_manifest {
     uint64_t size;
     void *bytes; /* OWNED (free()); NULL when not asked for */
 };
+
+#define INDEX_TAG_EXCLUDES_MAX 16
+
+/* Tag mutability of a repository: immutable tags never move, but for those matching an
+ * exclusion glob. */
+struct index_tag_policy {
+    bool immutable;
+    size_t nexclude;
+    char exclude[INDEX_TAG_EXCLUDES_MAX][TAG_MAX_LEN + 1];
+};
+enum store_err index_tag_policy_set(struct index *idx, const char *repo,
+                                    const struct index_tag_policy *p);
+enum store_err index_tag_policy_get(struct index *idx, const char *repo,
+                                    struct index_tag_policy *out);
 
 /* Looks up a manifest of repo by digest. want_bytes: copy the bytes out too. */
 enum store_err index_manifest_get(struct index *idx, const char *repo, const struct digest *d,
@@ -132,6 +147,12 @@ enum store_err index_tags_list(struct index *idx, const char *repo, const char *
 /* Lists repositories the same way. */
 enum store_err index_repos_list(struct index *idx, const char *last, size_t n, index_name_cb cb,
                                 void *arg, bool *more);
+
+/*
+ * Deletes a repository in one txn: its tags, manifests, referrer entries and links (blobs
+ * other repositories link stay; the rest wait for gc). Its transfer counters are kept.
+ */
+enum store_err index_repo_delete(struct index *idx, const char *repo);
 
 /* True when the repository exists. */
 bool index_repo_exists(struct index *idx, const char *repo);

@@ -304,6 +304,66 @@ static void test_stress(void)
     /* per pusher: 5 tags x (config + own layer), the shared base stored once overall, and
      * gc/other's two blobs (gc/untagged's image is untagged, so it went too) */
     CHECK_INT(files, ==, 3 * 5 * 2 + 1 + 2);
+    (void)files;
+}
+
+static void test_immutable_tags_and_repo_delete(void)
+{
+    char m1[80], m2[80], b1[1024], b2[1024], out[512];
+    image("gc/imm", "v1", "{\"imm\":1}", "imm layer one", NULL, m1, b1, sizeof(b1));
+    image("gc/imm", "latest", "{\"imm\":1}", "imm layer one", NULL, m1, b1, sizeof(b1));
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "set", "gc/imm", "--tag-mutability", "immutable",
+                                       "--exclude", "latest", NULL}),
+              ==, 0);
+    char cd[80], ld[80];
+    push_blob_data(&S, "gc/imm", "{\"imm\":2}", 9, cd);
+    push_blob_data(&S, "gc/imm", "imm layer two", 13, ld);
+    snprintf(b2, sizeof(b2),
+             "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":9},"
+             "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":"
+             "\"%s\",\"size\":13}]}",
+             cd, ld);
+    sha256_str(b2, strlen(b2), m2);
+    /* v1 may not move, and the refused PUT stores nothing at all */
+    struct resp *r = put_manifest_body(&S, "gc/imm", "v1", MT_MANIFEST, b2);
+    EXPECT(r, 409, "TAG_INVALID");
+    CHECK(strstr(r->body, "immutable") != NULL);
+    resp_free(r);
+    char path[256];
+    snprintf(path, sizeof(path), "/v2/gc/imm/manifests/%s", m2);
+    CHECK_INT(status_of("GET", path), ==, 404);
+    r = http(&S, "GET", "/v2/gc/imm/manifests/v1", NULL, NULL, 0);
+    char h[128];
+    CHECK_STR(resp_hdr(r, "Docker-Content-Digest", h, sizeof(h)), m1);
+    resp_free(r);
+    /* re-pushing the same image under v1 is fine; excluded tags and new tags move freely */
+    r = put_manifest_body(&S, "gc/imm", "v1", MT_MANIFEST, b1);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    r = put_manifest_body(&S, "gc/imm", "latest", MT_MANIFEST, b2);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+    r = put_manifest_body(&S, "gc/imm", "v2", MT_MANIFEST, b2);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+
+    /* delete the whole repository: a layer shared with another repository stays */
+    char om[80], ob[1024];
+    image("gc/imm-other", "keep", "{\"o\":1}", "imm layer one", NULL, om, ob, sizeof(ob));
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), (const char *[]){"repo", "delete", "gc/imm", NULL}),
+              ==, 0);
+    CHECK_INT(status_of("GET", "/v2/gc/imm/manifests/v1"), ==, 404);
+    CHECK_INT(status_of("GET", "/v2/gc/imm/tags/list"), ==, 404);
+    json_decref(gc((const char *[]){"--grace", "0", NULL}));
+    char bp[256];
+    blob_path(bp, sizeof(bp), "gc/imm-other", "imm layer one");
+    CHECK_INT(status_of("GET", bp), ==, 200);
+    blob_path(bp, sizeof(bp), "gc/imm", "imm layer two");
+    CHECK_INT(status_of("GET", bp), ==, 404);
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), (const char *[]){"repo", "delete", "gc/imm", NULL}),
+              ==, 1);
 }
 
 static void test_scheduled(void)
@@ -340,6 +400,7 @@ int main(void)
     RUN(test_keep_rules);
     RUN(test_uploads_and_orphans);
     RUN(test_stress);
+    RUN(test_immutable_tags_and_repo_delete);
     RUN(test_scheduled);
     srv_cleanup(&S);
     return 0;
