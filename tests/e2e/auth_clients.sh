@@ -5,6 +5,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq tar gzip sha256sum curl podman openssl
+compat "podman + skopeo" "$(podman --version | cut -d" " -f3)" "login (token, basic), push/pull with credentials, denied push, TLS"
 
 SRC="$E2E_DIR/src"
 layout_init "$SRC"

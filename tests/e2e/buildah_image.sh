@@ -8,6 +8,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need jq curl sha256sum shuf skopeo
+compat "buildah" "$(buildah --version | cut -d" " -f3)" "build FROM scratch, push, pull, build on top, push with mounts"
 
 # --- the files of the three layers ------------------------------------------------------------
 SRC="$E2E_DIR/src"

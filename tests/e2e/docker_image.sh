@@ -8,6 +8,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need jq curl tar gzip sha256sum shuf
+compat "docker" "$(dockerd --version 2>/dev/null | cut -d" " -f3 | tr -d ,)" "load, push, cross-repo mount, pull by tag/digest, manifest inspect"
 
 # --- the image: three layers, the middle one ~2 MB ------------------------------------------
 SRC="$E2E_DIR/src"

@@ -240,7 +240,19 @@ finish() {
     stop_server || rc=$?
     [ "$rc" -eq 0 ] || fail "ocireg exited with status $rc after SIGTERM (want 0)"
     E2E_FINISHED=1
+    if [ -n "${E2E_RESULTS:-}" ] && [ -n "${E2E_COMPAT_CLIENT:-}" ]; then
+        printf '%s|%s|%s|%s\n' "$E2E_COMPAT_CLIENT" "$E2E_COMPAT_VERSION" "$E2E_COMPAT_OPS" \
+            "$E2E_NAME" >>"$E2E_RESULTS"
+    fi
     log "PASS"
+}
+
+# compat CLIENT VERSION OPERATIONS: what this test proves, for the README's compatibility
+# table (tests/e2e/compat-table.sh collects the lines of the tests that passed).
+compat() {
+    E2E_COMPAT_CLIENT=$1
+    E2E_COMPAT_VERSION=$2
+    E2E_COMPAT_OPS=$3
 }
 
 # ---------------------------------------------------------------------------------------------

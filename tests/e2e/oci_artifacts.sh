@@ -9,6 +9,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq curl tar zstd sha256sum
+compat "skopeo + curl" "$(skopeo --version | cut -d" " -f3)" "tar and zstd layers, artifacts, subject, referrers"
 skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
 log "$(skopeo --version)"
 

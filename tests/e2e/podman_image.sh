@@ -7,6 +7,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq tar gzip sha256sum curl podman
+compat "podman" "$(podman --version | cut -d" " -f3)" "pull by tag/digest, tag, push (OCI, v2s2), build FROM + push"
 skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
 
 SRC="$E2E_DIR/src"

@@ -7,6 +7,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq tar gzip sha256sum curl podman
+compat "podman" "$(podman --version | cut -d" " -f3)" "manifest create/add, manifest push --all (OCI, v2s2)"
 skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
 
 V2S2=application/vnd.docker.distribution.manifest.v2+json

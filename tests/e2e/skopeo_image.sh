@@ -6,6 +6,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq curl tar gzip sha256sum
+compat "skopeo" "$(skopeo --version | cut -d" " -f3)" "copy in/out (OCI), inspect, list-tags, delete, pull by digest"
 skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
 log "$(skopeo --version)"
 

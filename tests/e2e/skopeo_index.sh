@@ -6,6 +6,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq tar gzip sha256sum curl
+compat "skopeo" "$(skopeo --version | cut -d" " -f3)" "copy --all of a two-platform OCI index, platform selection"
 skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
 log "$(skopeo --version)"
 

@@ -6,6 +6,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq tar gzip sha256sum curl
+compat "skopeo" "$(skopeo --version | cut -d" " -f3)" "Docker schema 2 manifest and manifest list push/pull"
 skopeo --version >/dev/null 2>&1 || skip "skopeo is installed but cannot run"
 log "$(skopeo --version)"
 
