@@ -17,6 +17,7 @@ int cli_login_password(int argc, char **argv);
 int cli_usage(int argc, char **argv);
 int cli_repo(int argc, char **argv);
 int cli_gc(int argc, char **argv);
+int cli_fsck(int argc, char **argv);
 
 /* Runs the collector on root and prints its report (also used by serve --gc-interval). */
 int gc_execute(const char *root, const struct gc_options *opt, bool json);

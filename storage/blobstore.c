@@ -462,3 +462,46 @@ bool blobstore_upload_present(struct blobstore *bs, const char *id)
     return upload_id_valid(id, strlen(id)) &&
            fstatat(bs->uploads_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
+
+enum store_err blobstore_blob_verify(struct blobstore *bs, const struct digest *d, bool *ok)
+{
+    int fd = -1;
+    uint64_t size = 0;
+    enum store_err rc = blobstore_blob_open(bs, d, &fd, &size);
+    if (rc != STORE_OK)
+        return rc;
+    struct hasher *h = hasher_new(d->alg);
+    if (h == NULL) {
+        close(fd);
+        return STORE_ENOMEM;
+    }
+    rc = rehash(fd, size, h);
+    struct digest got;
+    if (rc == STORE_OK)
+        rc = hasher_peek(h, &got);
+    hasher_free(h);
+    close(fd);
+    if (rc == STORE_OK)
+        *ok = digest_equal(&got, d);
+    return rc;
+}
+
+enum store_err blobstore_blob_quarantine(struct blobstore *bs, const struct digest *d)
+{
+    int qfd = mkdir_open(bs->root_fd, "quarantine");
+    if (qfd == -1)
+        return store_err_from_errno(errno);
+    char prefix[3], name[DIGEST_STR_MAX + 8];
+    blob_names(d, prefix);
+    snprintf(name, sizeof(name), "%s-%s", digest_alg_name(d->alg), digest_hex(d));
+    enum store_err rc = STORE_OK;
+    int dfd = openat(bs->alg_fd[d->alg], prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd == -1 || renameat(dfd, digest_hex(d), qfd, name) != 0)
+        rc = store_err_from_errno(errno);
+    if (rc == STORE_OK)
+        rc = fsync_fd(dfd);
+    if (dfd != -1)
+        close(dfd);
+    close(qfd);
+    return rc;
+}

@@ -77,6 +77,12 @@ enum store_err upload_install(struct upload *u, const struct digest *d);
 /* upload_verify, upload_install, then removes the data file. */
 enum store_err upload_commit(struct upload *u, const struct digest *expected);
 
+/* Rehashes a blob file: *ok tells whether its content matches its digest. */
+enum store_err blobstore_blob_verify(struct blobstore *bs, const struct digest *d, bool *ok);
+
+/* Moves a blob file out of service to ROOT/quarantine/<alg>-<hex> (kept for inspection). */
+enum store_err blobstore_blob_quarantine(struct blobstore *bs, const struct digest *d);
+
 /* Removes a blob file (and fsyncs its directory); a missing file is not an error. */
 enum store_err blobstore_blob_remove(struct blobstore *bs, const struct digest *d);
 

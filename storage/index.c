@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -2031,5 +2032,233 @@ enum store_err index_repo_delete(struct index *idx, const char *repo)
     }
     if (rc == 0)
         rc = mdb_del(txn, idx->db[DB_REPOS], &rk.val, NULL);
+    return txn_end(txn, rc);
+}
+
+/* ---- consistency check ---- */
+
+struct dcount {
+    char (*d)[DIGEST_STR_MAX];
+    size_t n, cap;
+    bool failed;
+};
+
+static void dcount_add(struct dcount *c, const char *s, size_t len)
+{
+    if (c->failed || len >= DIGEST_STR_MAX)
+        return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        char(*p)[DIGEST_STR_MAX] = realloc(c->d, cap * sizeof(*p));
+        if (p == NULL) {
+            c->failed = true;
+            return;
+        }
+        c->d = p;
+        c->cap = cap;
+    }
+    memcpy(c->d[c->n], s, len);
+    c->d[c->n][len] = '\0';
+    c->n++;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* How many times s occurs in the sorted list. */
+static uint32_t dcount_of(const struct dcount *c, const char *s)
+{
+    if (c->n == 0)
+        return 0;
+    char(*hit)[DIGEST_STR_MAX] = bsearch(s, c->d, c->n, sizeof(*c->d), cmp_str);
+    if (hit == NULL)
+        return 0;
+    size_t i = (size_t)(hit - c->d), lo = i, hi = i;
+    while (lo > 0 && strcmp(c->d[lo - 1], s) == 0)
+        lo--;
+    while (hi + 1 < c->n && strcmp(c->d[hi + 1], s) == 0)
+        hi++;
+    return (uint32_t)(hi - lo + 1);
+}
+
+/* Collects the digest part of every key repo\0digest of db. */
+static int collect_digests(struct index *idx, MDB_txn *txn, enum dbi db, struct dcount *out)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, idx->db[db], &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const char *nul = memchr(k.mv_data, '\0', k.mv_size);
+        if (nul != NULL)
+            dcount_add(out, nul + 1, k.mv_size - (size_t)(nul + 1 - (const char *)k.mv_data));
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (out->n > 0)
+        qsort(out->d, out->n, sizeof(*out->d), cmp_str);
+    return rc == MDB_NOTFOUND ? (out->failed ? ENOMEM : 0) : rc;
+}
+
+enum store_err index_fsck_counts(struct index *idx, bool repair, index_problem_cb cb, void *arg,
+                                 uint64_t *problems)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    int rc = txn_begin(idx, repair, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct dcount links = {NULL, 0, 0, false}, rms = {NULL, 0, 0, false};
+    uint64_t found = 0, phys = 0, nblobs = 0, nmanifests = 0;
+    char msg[512];
+    rc = collect_digests(idx, txn, DB_LINKS, &links);
+    if (rc == 0)
+        rc = collect_digests(idx, txn, DB_REPO_MANIFESTS, &rms);
+    /* blob refcounts against the links */
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, idx->db[DB_BLOBS], &cur);
+    MDB_val k, v;
+    int crc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc;
+    while (rc == 0 && crc == 0) {
+        char dg[DIGEST_STR_MAX];
+        if (k.mv_size < sizeof(dg)) {
+            memcpy(dg, k.mv_data, k.mv_size);
+            dg[k.mv_size] = '\0';
+            struct rrec r = rrec_of(&v);
+            uint64_t size = get_u64(&r);
+            uint32_t refs = get_u32(&r);
+            uint64_t created = get_u64(&r);
+            uint32_t want = dcount_of(&links, dg);
+            phys += size;
+            nblobs++;
+            if (!r.bad && refs != want) {
+                found++;
+                snprintf(msg, sizeof(msg), "blob %s: refcount %u, but %u links", dg, refs, want);
+                cb("refcount", msg, arg);
+                if (repair) {
+                    struct wrec w = {.len = 0};
+                    put_u8(&w, REC_VERSION);
+                    put_u64(&w, size);
+                    put_u32(&w, want);
+                    put_u64(&w, created);
+                    MDB_val nv = wrec_val(&w);
+                    rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+                }
+            }
+        }
+        crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    cur = NULL;
+    /* manifest refcounts against the repositories holding them */
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, idx->db[DB_MANIFESTS], &cur);
+    crc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc;
+    while (rc == 0 && crc == 0) {
+        char dg[DIGEST_STR_MAX];
+        if (k.mv_size < sizeof(dg) && v.mv_size >= 5) {
+            memcpy(dg, k.mv_data, k.mv_size);
+            dg[k.mv_size] = '\0';
+            const unsigned char *p = v.mv_data;
+            uint32_t refs = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                            (uint32_t)p[4] << 24;
+            uint32_t want = dcount_of(&rms, dg);
+            phys += v.mv_size - 5;
+            nmanifests++;
+            if (refs != want) {
+                found++;
+                snprintf(msg, sizeof(msg), "manifest %s: refcount %u, but %u repositories", dg,
+                         refs, want);
+                cb("refcount", msg, arg);
+                if (repair && want > 0) {
+                    unsigned char *copy = malloc(v.mv_size);
+                    if (copy == NULL) {
+                        rc = ENOMEM;
+                        break;
+                    }
+                    memcpy(copy, v.mv_data, v.mv_size);
+                    copy[1] = (unsigned char)want;
+                    copy[2] = (unsigned char)(want >> 8);
+                    copy[3] = (unsigned char)(want >> 16);
+                    copy[4] = (unsigned char)(want >> 24);
+                    MDB_val nv = {v.mv_size, copy};
+                    rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+                    free(copy);
+                }
+            }
+        }
+        crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    cur = NULL;
+    free(links.d);
+    free(rms.d);
+    /* registry totals */
+    if (rc == 0) {
+        struct key gk;
+        uint64_t f[TOTALS_FIELDS];
+        usage_key(&gk, 'g', "");
+        rc = fields_get(idx, txn, &gk, f, TOTALS_FIELDS);
+        if (rc == 0 && (f[0] != phys || f[1] != nblobs || f[2] != nmanifests)) {
+            found++;
+            snprintf(msg, sizeof(msg),
+                     "registry totals: %llu bytes, %llu blobs, %llu manifests recorded; %llu, "
+                     "%llu, %llu counted",
+                     (unsigned long long)f[0], (unsigned long long)f[1], (unsigned long long)f[2],
+                     (unsigned long long)phys, (unsigned long long)nblobs,
+                     (unsigned long long)nmanifests);
+            cb("usage", msg, arg);
+            if (repair) {
+                uint64_t nf[TOTALS_FIELDS] = {phys, nblobs, nmanifests};
+                rc = fields_put(idx, txn, &gk, nf, TOTALS_FIELDS);
+            }
+        }
+    }
+    /* per repository stored bytes */
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, idx->db[DB_REPOS], &cur);
+    crc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc;
+    while (rc == 0 && crc == 0) {
+        char repo[NAME_MAX_LEN + 1];
+        if (k.mv_size < sizeof(repo)) {
+            memcpy(repo, k.mv_data, k.mv_size);
+            repo[k.mv_size] = '\0';
+            uint64_t sum = 0;
+            rc = sum_repo(idx, txn, DB_LINKS, repo, false, &sum);
+            if (rc == 0)
+                rc = sum_repo(idx, txn, DB_REPO_MANIFESTS, repo, false, &sum);
+            struct key uk;
+            uint64_t f[USAGE_FIELDS];
+            usage_key(&uk, 'r', repo);
+            if (rc == 0)
+                rc = fields_get(idx, txn, &uk, f, USAGE_FIELDS);
+            if (rc == 0 && f[0] != sum) {
+                found++;
+                snprintf(msg, sizeof(msg), "repository %s: %llu stored bytes recorded, %llu counted",
+                         repo, (unsigned long long)f[0], (unsigned long long)sum);
+                cb("usage", msg, arg);
+                if (repair) {
+                    f[0] = sum;
+                    rc = fields_put(idx, txn, &uk, f, USAGE_FIELDS);
+                }
+            }
+        }
+        crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (rc == 0 && crc != 0 && crc != MDB_NOTFOUND)
+        rc = crc;
+    *problems = found;
+    if (!repair) {
+        mdb_txn_abort(txn);
+        return map_mdb(rc);
+    }
     return txn_end(txn, rc);
 }

@@ -272,6 +272,19 @@ bool index_blob_known(struct index *idx, const struct digest *d);
 typedef int (*index_upload_cb)(const char *id, const struct index_upload *u, void *arg);
 enum store_err index_uploads_scan(struct index *idx, index_upload_cb cb, void *arg);
 
+/* ---- consistency check ---- */
+
+/* Called for each problem found: kind ("refcount", "usage") and a message (BORROWED). */
+typedef void (*index_problem_cb)(const char *kind, const char *msg, void *arg);
+
+/*
+ * Recounts blob and manifest refcounts, registry totals and every repository's stored
+ * bytes from the links and manifests, reporting each difference; with repair, fixes them
+ * in the same txn. *problems is the number found.
+ */
+enum store_err index_fsck_counts(struct index *idx, bool repair, index_problem_cb cb, void *arg,
+                                 uint64_t *problems);
+
 /* ---- tables kept for other modules (auth: users, grants); records are theirs ---- */
 
 enum index_table { INDEX_USERS, INDEX_GRANTS };

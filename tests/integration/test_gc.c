@@ -366,6 +366,49 @@ static void test_immutable_tags_and_repo_delete(void)
               ==, 1);
 }
 
+static void blob_file(char *out, size_t cap, const char *data)
+{
+    char d[80];
+    sha256_str(data, strlen(data), d);
+    snprintf(out, cap, "%s/blobs/sha256/%.2s/%s", S.root, d + 7, d + 7);
+}
+
+static void test_fsck(void)
+{
+    char out[8192];
+    int rc = run_cli(&S, NULL, out, sizeof(out), (const char *[]){"fsck", NULL});
+    if (rc != 0) {
+        fprintf(stderr, "fsck of a healthy registry: %s\n", out);
+        abort();
+    }
+    CHECK(strstr(out, "0 corrupted, 0 missing, 0 orphan files, 0 count problems") != NULL);
+    /* a flipped byte */
+    char m[80], body[1024], path[512];
+    image("gc/fsck", "v1", "{\"fsck\":1}", "bytes that will rot", NULL, m, body, sizeof(body));
+    blob_file(path, sizeof(path), "bytes that will rot");
+    int fd = open(path, O_WRONLY);
+    CHECK(fd != -1 && pwrite(fd, "R", 1, 3) == 1);
+    close(fd);
+    /* a missing file */
+    char gone[512];
+    blob_file(gone, sizeof(gone), "{\"fsck\":1}");
+    CHECK(unlink(gone) == 0);
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), (const char *[]){"fsck", NULL}), ==, 1);
+    CHECK(strstr(out, "corrupted") != NULL && strstr(out, "does not match") != NULL);
+    CHECK(strstr(out, "missing") != NULL);
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out), (const char *[]){"fsck", "--repair", "--json",
+                                                                     NULL}),
+              ==, 1);
+    CHECK(strstr(out, "\"corrupted\":1") != NULL);
+    /* the corrupted blob is out of service: never served */
+    char bp[256];
+    blob_path(bp, sizeof(bp), "gc/fsck", "bytes that will rot");
+    CHECK_INT(status_of("GET", bp), ==, 404);
+    CHECK(access(path, F_OK) != 0);
+    snprintf(path, sizeof(path), "%s/quarantine", S.root);
+    CHECK_INT(count_files(S.root, "quarantine"), ==, 1);
+}
+
 static void test_scheduled(void)
 {
     char aport[256];
@@ -401,6 +444,7 @@ int main(void)
     RUN(test_uploads_and_orphans);
     RUN(test_stress);
     RUN(test_immutable_tags_and_repo_delete);
+    RUN(test_fsck);
     RUN(test_scheduled);
     srv_cleanup(&S);
     return 0;
