@@ -45,6 +45,9 @@ static enum MHD_Result manifest_get(struct request *r)
     if (r->method == M_GET) {
         req_count_download(r, m.size);
         req_count(r, 0, 1, 0);
+        char pulled[NAME_MAX_LEN + DIGEST_STR_MAX + 2];
+        snprintf(pulled, sizeof(pulled), "%s@%s", r->name, d.str);
+        xfer_add(r->srv->xfer, 'p', pulled, 0, 0, 1, 0); /* for sinceImagePulled rules */
     }
     return reply(r, MHD_HTTP_OK, resp);
 }

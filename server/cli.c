@@ -17,6 +17,7 @@
 #include "storage/gc.h"
 #include "storage/index.h"
 #include "storage/names.h"
+#include "storage/policy.h"
 
 #define MAP_SIZE ((uint64_t)64 << 30)
 
@@ -393,10 +394,16 @@ static const char usage_repo[] =
     "                            [--exclude TAG-GLOB]...] [--root DIR]\n"
     "       ocireg repo set-default --quota BYTES [--root DIR]\n"
     "       ocireg repo delete REPO [--root DIR]\n"
+    "       ocireg repo policy set REPO FILE | get REPO | delete REPO [--root DIR]\n"
     "\n"
     "An immutable tag is never moved to another manifest (409, TAG_INVALID) unless it matches\n"
     "an --exclude glob (e.g. 'latest', 'dev-*'). delete removes the repository's tags,\n"
     "manifests and links; blobs other repositories use stay, the rest go with the next gc.\n"
+    "policy set stores a lifecycle policy (JSON rules: rulePriority, selection.tagStatus\n"
+    "tagged|untagged|any, tagPatternList, countType imageCountMoreThan|sinceImagePushed|\n"
+    "sinceImagePulled, countUnit days, countNumber, action.type expire); gc applies it and\n"
+    "gc --dry-run shows what each rule would expire. An invalid policy is refused with the\n"
+    "name of the bad field.\n"
     "\n"
     "A push that would take the repository's stored bytes over its quota (or the default for\n"
     "repositories without one) is refused with 403 DENIED. BYTES 0 removes the quota; a\n"
@@ -423,6 +430,12 @@ static bool parse_when(const char *s, uint64_t *out)
         return false;
     *out = (uint64_t)time(NULL) - ago;
     return true;
+}
+
+/* An absolute time only (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC). */
+static bool parse_when_abs(const char *s, uint64_t *out)
+{
+    return strchr(s, '-') != NULL && parse_when(s, out);
 }
 
 static bool parse_bytes(const char *s, uint64_t *out)
@@ -560,6 +573,76 @@ int cli_usage(int argc, char **argv)
     return 0;
 }
 
+/* ocireg repo policy set REPO FILE | get REPO | delete REPO */
+static int repo_policy(const struct common *c)
+{
+    const char *op = c->npos > 1 ? c->pos[1] : "";
+    bool set = strcmp(op, "set") == 0 && c->npos == 4;
+    bool get = strcmp(op, "get") == 0 && c->npos == 3;
+    bool del = strcmp(op, "delete") == 0 && c->npos == 3;
+    if (!set && !get && !del) {
+        fputs(usage_repo, stderr);
+        return 2;
+    }
+    const char *repo = c->pos[2];
+    if (!name_valid(repo, strlen(repo))) {
+        fprintf(stderr, "ocireg: invalid repository name '%s'\n", repo);
+        return 2;
+    }
+    char *text = NULL;
+    if (set) {
+        FILE *f = strcmp(c->pos[3], "-") == 0 ? stdin : fopen(c->pos[3], "r");
+        if (f == NULL) {
+            fprintf(stderr, "ocireg: cannot read %s: %s\n", c->pos[3], strerror(errno));
+            return 1;
+        }
+        size_t cap = 1 << 16;
+        text = malloc(cap + 1);
+        size_t len = text != NULL ? fread(text, 1, cap, f) : 0;
+        if (f != stdin)
+            fclose(f);
+        if (text == NULL || len == cap) {
+            free(text);
+            fprintf(stderr, "ocireg: policy file too large (64 KiB at most)\n");
+            return 1;
+        }
+        text[len] = '\0';
+        struct policy *pol = malloc(sizeof(*pol));
+        char err[256];
+        enum store_err prc = pol != NULL ? policy_parse(text, len, pol, err, sizeof(err))
+                                         : STORE_ENOMEM;
+        free(pol);
+        if (prc != STORE_OK) {
+            fprintf(stderr, "ocireg: invalid policy: %s\n",
+                    prc == STORE_EINVAL ? err : store_strerror(prc));
+            free(text);
+            return 1;
+        }
+    }
+    struct index *idx = open_index(c->root);
+    if (idx == NULL) {
+        free(text);
+        return 1;
+    }
+    enum store_err rc;
+    if (get) {
+        char *stored = NULL;
+        rc = index_policy_get(idx, repo, &stored);
+        if (rc == STORE_OK)
+            printf("%s\n", stored);
+        free(stored);
+    } else {
+        rc = index_policy_put(idx, repo, set ? text : NULL);
+    }
+    index_close(idx);
+    free(text);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "ocireg: repo policy %s %s: %s\n", op, repo, store_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
 int cli_repo(int argc, char **argv)
 {
     struct common c;
@@ -567,6 +650,8 @@ int cli_repo(int argc, char **argv)
     if (st >= 0)
         return st;
     const char *verb = c.npos > 0 ? c.pos[0] : "";
+    if (strcmp(verb, "policy") == 0)
+        return repo_policy(&c);
     bool def = c.npos == 1 && strcmp(verb, "set-default") == 0;
     bool one = c.npos == 2 && strcmp(verb, "set") == 0;
     bool del = c.npos == 2 && strcmp(verb, "delete") == 0;
@@ -614,14 +699,24 @@ int cli_repo(int argc, char **argv)
 
 static const char usage_gc[] =
     "usage: ocireg gc [--dry-run] [--delete-untagged] [--grace DURATION]\n"
-    "                 [--upload-max-age DURATION] [--json] [--root DIR]\n"
+    "                 [--upload-max-age DURATION] [--as-of TIME] [--json] [--root DIR]\n"
     "\n"
     "Reclaims space while the server runs. Keeps tagged manifests, the children of kept\n"
     "indexes and the referrers of kept manifests (and, without --delete-untagged, every\n"
     "manifest); unlinks blobs no kept manifest of their repository references once linked\n"
     "longer than --grace (default 1h, so pushes in progress are safe); deletes blob files\n"
     "no repository links, upload sessions idle longer than --upload-max-age (default 24h),\n"
-    "and files a crash left behind. --dry-run changes nothing and reports the same figures.\n";
+    "and files a crash left behind. --dry-run changes nothing and reports the same figures.\n"
+    "Lifecycle policies (ocireg repo policy set) are applied; each expired image is listed on\n"
+    "standard error. --as-of YYYY-MM-DD[THH:MM:SSZ] judges every age as of that time (with\n"
+    "--dry-run: what the rules will expire by then).\n";
+
+static void print_expired(const char *repo, int rule, const char *digest, void *arg)
+{
+    (void)arg;
+    /* to stderr: stdout carries the report (JSON with --json) */
+    fprintf(stderr, "gc: lifecycle rule %d of %s expires %s\n", rule, repo, digest);
+}
 
 static void gc_progress(const char *phase, uint64_t done, uint64_t total, void *arg)
 {
@@ -638,11 +733,15 @@ int cli_gc(int argc, char **argv)
         {"root", required_argument, NULL, 'r'},        {"dry-run", no_argument, NULL, 'n'},
         {"delete-untagged", no_argument, NULL, 'u'},   {"grace", required_argument, NULL, 'g'},
         {"upload-max-age", required_argument, NULL, 'a'}, {"json", no_argument, NULL, 'j'},
+        {"as-of", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     const char *env = getenv("OCIREG_ROOT");
     const char *root = env != NULL && env[0] != '\0' ? env : "./data";
-    struct gc_options opt = {false, false, 3600, 86400, (uint64_t)time(NULL)};
+    struct gc_options opt = {.grace = 3600,
+                             .upload_max_age = 86400,
+                             .now = (uint64_t)time(NULL),
+                             .expired = print_expired};
     bool json = false;
     optind = 1;
     opterr = 0;
@@ -673,6 +772,10 @@ int cli_gc(int argc, char **argv)
             break;
         case 'j':
             json = true;
+            break;
+        case 'o':
+            if (!parse_when_abs(optarg, &opt.now))
+                goto bad;
             break;
         case 'h':
             fputs(usage_gc, stdout);
@@ -718,7 +821,7 @@ void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out)
                 "\"links_removed\":%llu,\"blobs_kept\":%llu,\"blobs_removed\":%llu,"
                 "\"blob_bytes_removed\":%llu,\"uploads_removed\":%llu,"
                 "\"upload_bytes_removed\":%llu,\"orphans_removed\":%llu,"
-                "\"orphan_bytes_removed\":%llu,\"retried\":%llu}\n",
+                "\"orphan_bytes_removed\":%llu,\"policy_expired\":%llu,\"retried\":%llu}\n",
                 dry_run ? "true" : "false", (unsigned long long)r->repositories,
                 (unsigned long long)r->manifests_kept, (unsigned long long)r->manifests_removed,
                 (unsigned long long)r->manifest_bytes_removed, (unsigned long long)r->links_kept,
@@ -727,7 +830,8 @@ void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out)
                 (unsigned long long)r->uploads_removed,
                 (unsigned long long)r->upload_bytes_removed,
                 (unsigned long long)r->orphans_removed,
-                (unsigned long long)r->orphan_bytes_removed, (unsigned long long)r->retried);
+                (unsigned long long)r->orphan_bytes_removed,
+                (unsigned long long)r->policy_expired, (unsigned long long)r->retried);
         return;
     }
     fprintf(out,

@@ -33,8 +33,10 @@ static void *gc_loop(void *arg)
         if (g->stop)
             break;
         pthread_mutex_unlock(&g->mu);
-        struct gc_options opt = {false, g->srv->cfg.gc_delete_untagged, 3600, 86400,
-                                 (uint64_t)time(NULL)};
+        struct gc_options opt = {.delete_untagged = g->srv->cfg.gc_delete_untagged,
+                                 .grace = 3600,
+                                 .upload_max_age = 86400,
+                                 .now = (uint64_t)time(NULL)};
         struct gc_report r;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -17,7 +17,7 @@
 
 struct xfer_entry {
     char kind;
-    char name[NAME_MAX_LEN + 1]; /* "" = free slot */
+    char name[NAME_MAX_LEN + DIGEST_STR_MAX + 2]; /* "" = free slot */
     uint64_t ingress, egress, pulls, pushes;
 };
 
@@ -71,7 +71,7 @@ static bool grow(struct xfer *x)
 void xfer_add(struct xfer *x, char kind, const char *name, uint64_t ingress, uint64_t egress,
               uint64_t pulls, uint64_t pushes)
 {
-    if (x == NULL || name == NULL || name[0] == '\0' || strlen(name) > NAME_MAX_LEN)
+    if (x == NULL || name == NULL || name[0] == '\0' || strlen(name) > NAME_MAX_LEN + DIGEST_STR_MAX + 1)
         return;
     pthread_mutex_lock(&x->mu);
     if ((x->used + 1) * 4 > x->cap * 3 && !grow(x)) {

@@ -3,6 +3,7 @@
 
 #include "storage/gc.h"
 #include "storage/manifest.h"
+#include "storage/policy.h"
 
 /* A growable array of digests. */
 struct dlist {
@@ -55,8 +56,12 @@ struct mnode {
     struct digest digest;
     uint64_t size;
     uint64_t created;
+    uint64_t pulled;
     bool tagged;
     bool kept;
+    int expired; /* priority of the lifecycle rule that expires it; 0 none */
+    char **tags; /* OWNED */
+    size_t ntags;
     struct manifest_info info;
     bool parsed;
 };
@@ -68,7 +73,7 @@ struct repo_scan {
 };
 
 static int scan_manifest(const char *digest, const char *media_type, const void *bytes, size_t len,
-                         uint64_t created, void *arg)
+                         uint64_t created, uint64_t pulled, void *arg)
 {
     struct repo_scan *rs = arg;
     if (rs->n == rs->cap) {
@@ -87,6 +92,7 @@ static int scan_manifest(const char *digest, const char *media_type, const void 
         return 0;
     node->size = len;
     node->created = created;
+    node->pulled = pulled;
     const char *why;
     /* a manifest we cannot read references nothing we know of, but it is still kept below */
     node->parsed = manifest_parse(media_type, bytes, len, &node->info, &why) == STORE_OK;
@@ -104,11 +110,70 @@ static struct mnode *find_node(struct repo_scan *rs, const char *digest)
 
 static int scan_tag(const char *tag, const char *digest, void *arg)
 {
-    (void)tag;
     struct mnode *n = find_node(arg, digest);
-    if (n != NULL)
-        n->tagged = true;
+    if (n == NULL)
+        return 0;
+    n->tagged = true;
+    char **tags = realloc(n->tags, (n->ntags + 1) * sizeof(*tags));
+    if (tags == NULL)
+        return 0; /* a tag not seen only makes a rule select less */
+    n->tags = tags;
+    n->tags[n->ntags] = strdup(tag);
+    if (n->tags[n->ntags] != NULL)
+        n->ntags++;
     return 0;
+}
+
+/* Applies the repository's lifecycle policy: marks the images its rules expire. */
+static void apply_policy(struct index *idx, const char *repo, struct repo_scan *rs,
+                         const struct gc_options *opt, struct gc_report *r)
+{
+    char *text = NULL;
+    if (index_policy_get(idx, repo, &text) != STORE_OK)
+        return;
+    struct policy *pol = malloc(sizeof(*pol));
+    struct policy_image *img = calloc(rs->n ? rs->n : 1, sizeof(*img));
+    size_t *which = calloc(rs->n ? rs->n : 1, sizeof(*which));
+    int *expired = calloc(rs->n ? rs->n : 1, sizeof(*expired));
+    char err[256];
+    if (pol == NULL || img == NULL || which == NULL || expired == NULL ||
+        policy_parse(text, strlen(text), pol, err, sizeof(err)) != STORE_OK)
+        goto out;
+    /* images: top-level manifests; index children and referrers follow their parent */
+    size_t n = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        struct mnode *m = &rs->m[i];
+        bool child = m->parsed && m->info.has_subject;
+        for (size_t j = 0; !child && j < rs->n; j++)
+            for (size_t k = 0; rs->m[j].parsed && k < rs->m[j].info.nrefs; k++)
+                if (rs->m[j].info.refs[k].is_manifest &&
+                    digest_equal(&rs->m[j].info.refs[k].digest, &m->digest)) {
+                    child = true;
+                    break;
+                }
+        if (child)
+            continue;
+        img[n] = (struct policy_image){(const char *const *)m->tags, m->ntags, m->created,
+                                       m->pulled};
+        which[n++] = i;
+    }
+    policy_evaluate(pol, img, n, opt->now, expired);
+    for (size_t i = 0; i < n; i++) {
+        struct mnode *m = &rs->m[which[i]];
+        /* never what a push may still be completing */
+        if (expired[i] == 0 || m->created + opt->grace > opt->now)
+            continue;
+        m->expired = expired[i];
+        r->policy_expired++;
+        if (opt->expired != NULL)
+            opt->expired(repo, expired[i], m->digest.str, opt->expired_arg);
+    }
+out:
+    free(text);
+    free(pol);
+    free(img);
+    free(which);
+    free(expired);
 }
 
 /*
@@ -119,8 +184,9 @@ static int scan_tag(const char *tag, const char *digest, void *arg)
 static void mark(struct repo_scan *rs, const struct gc_options *opt)
 {
     for (size_t i = 0; i < rs->n; i++)
-        rs->m[i].kept = !opt->delete_untagged || rs->m[i].tagged || !rs->m[i].parsed ||
-                        rs->m[i].created + opt->grace > opt->now;
+        rs->m[i].kept = rs->m[i].expired == 0 &&
+                        (!opt->delete_untagged || rs->m[i].tagged || !rs->m[i].parsed ||
+                         rs->m[i].created + opt->grace > opt->now);
     bool changed = true;
     while (changed) {
         changed = false;
@@ -170,9 +236,13 @@ static int scan_link(const char *digest, uint64_t size, uint64_t linked_at, void
 
 static void free_scan(struct repo_scan *rs)
 {
-    for (size_t i = 0; i < rs->n; i++)
+    for (size_t i = 0; i < rs->n; i++) {
         if (rs->m[i].parsed)
             manifest_info_free(&rs->m[i].info);
+        for (size_t t = 0; t < rs->m[i].ntags; t++)
+            free(rs->m[i].tags[t]);
+        free(rs->m[i].tags);
+    }
     free(rs->m);
 }
 
@@ -192,6 +262,7 @@ static enum store_err gc_repo(struct index *idx, const char *repo, const struct 
         rc = index_tags_scan(idx, repo, scan_tag, &rs);
     if (rc != STORE_OK || rs.failed)
         goto out;
+    apply_policy(idx, repo, &rs, opt, r);
     mark(&rs, opt);
     uint64_t dropped_bytes = 0;
     for (size_t i = 0; i < rs.n; i++) {

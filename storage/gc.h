@@ -24,6 +24,9 @@ struct gc_options {
     uint64_t grace;       /* seconds a link (or orphan file) is safe from collection */
     uint64_t upload_max_age; /* seconds an upload session may sit idle */
     uint64_t now;            /* seconds since the epoch */
+    /* told of each image a lifecycle rule expires (may be NULL) */
+    void (*expired)(const char *repo, int rule_priority, const char *digest, void *arg);
+    void *expired_arg;
 };
 
 struct gc_report {
@@ -33,6 +36,7 @@ struct gc_report {
     uint64_t blobs_kept, blobs_removed, blob_bytes_removed;
     uint64_t uploads_removed, upload_bytes_removed;
     uint64_t orphans_removed, orphan_bytes_removed;
+    uint64_t policy_expired; /* images lifecycle rules expired */
     uint64_t retried; /* repositories or blobs changed during the run: left for next time */
 };
 

@@ -698,6 +698,7 @@ enum store_err index_upload_del(struct index *idx, const char *id)
 struct rm_rec {
     uint64_t size;
     uint64_t created;
+    uint64_t pulled; /* last manifest GET, to the second the counters were flushed; 0 never */
     char media_type[MEDIA_TYPE_MAX + 1];
     char artifact_type[MEDIA_TYPE_MAX + 1];
     char subject[DIGEST_STR_MAX];
@@ -718,7 +719,25 @@ static int rm_get(struct index *idx, MDB_txn *txn, const char *repo, const char 
     get_str(&r, out->media_type, sizeof(out->media_type));
     get_str(&r, out->artifact_type, sizeof(out->artifact_type));
     get_str(&r, out->subject, sizeof(out->subject));
+    out->pulled = r.pos + 8 <= r.len ? get_u64(&r) : 0;
     return r.bad ? MDB_CORRUPTED : 0;
+}
+
+static int rm_put(struct index *idx, MDB_txn *txn, const char *repo, const char *digest,
+                  const struct rm_rec *rm)
+{
+    struct key k;
+    key2(&k, repo, digest);
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u64(&w, rm->size);
+    put_u64(&w, rm->created);
+    put_str(&w, rm->media_type);
+    put_str(&w, rm->artifact_type);
+    put_str(&w, rm->subject);
+    put_u64(&w, rm->pulled);
+    MDB_val v = wrec_val(&w);
+    return w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_REPO_MANIFESTS], &k.val, &v, 0);
 }
 
 /* Adds delta to the refcount of manifest bytes; creates them from bytes when new. */
@@ -1366,6 +1385,26 @@ enum store_err index_transfer_add(struct index *idx, const struct index_transfer
     if (rc != 0)
         return map_mdb(rc);
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (t[i].kind == 'p') {
+            /* "repo@digest": the manifest was pulled */
+            const char *at = strrchr(t[i].name, '@');
+            char repo[NAME_MAX_LEN + 1];
+            size_t rl = at != NULL ? (size_t)(at - t[i].name) : 0;
+            if (at == NULL || rl >= sizeof(repo))
+                continue;
+            memcpy(repo, t[i].name, rl);
+            repo[rl] = '\0';
+            struct rm_rec rm;
+            int grc = rm_get(idx, txn, repo, at + 1, &rm);
+            if (grc == MDB_NOTFOUND)
+                continue;
+            rc = grc;
+            if (rc == 0) {
+                rm.pulled = now_seconds();
+                rc = rm_put(idx, txn, repo, at + 1, &rm);
+            }
+            continue;
+        }
         struct key k;
         uint64_t f[USAGE_FIELDS];
         usage_key(&k, t[i].kind, t[i].name);
@@ -1704,8 +1743,11 @@ static int visit_manifest(MDB_txn *txn, const char *digest, size_t dl, const MDB
     struct rrec r = rrec_of(v);
     uint64_t size = get_u64(&r);
     uint64_t created = get_u64(&r);
-    char mt[MEDIA_TYPE_MAX + 1];
+    char mt[MEDIA_TYPE_MAX + 1], skip[MEDIA_TYPE_MAX + 1];
     get_str(&r, mt, sizeof(mt));
+    get_str(&r, skip, sizeof(skip));
+    get_str(&r, skip, sizeof(skip));
+    uint64_t pulled = r.pos + 8 <= r.len ? get_u64(&r) : 0;
     if (r.bad)
         return 0;
     struct key k;
@@ -1714,7 +1756,7 @@ static int visit_manifest(MDB_txn *txn, const char *digest, size_t dl, const MDB
     if (mdb_get(txn, c->idx->db[DB_MANIFESTS], &k.val, &bv) != 0 || bv.mv_size != size + 5)
         return 0;
     return ((index_manifest_cb)c->cb)(digest, mt, (const char *)bv.mv_data + 5, size, created,
-                                      c->arg);
+                                      pulled, c->arg);
 }
 
 enum store_err index_manifests_scan(struct index *idx, const char *repo, index_manifest_cb cb,
@@ -2261,4 +2303,47 @@ enum store_err index_fsck_counts(struct index *idx, bool repair, index_problem_c
         return map_mdb(rc);
     }
     return txn_end(txn, rc);
+}
+
+/* ---- lifecycle policies (text validated by storage/policy.c) ---- */
+
+enum store_err index_policy_put(struct index *idx, const char *repo, const char *json)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    usage_key(&k, 'l', repo);
+    if (json == NULL) {
+        rc = mdb_del(txn, idx->db[DB_USAGE], &k.val, NULL);
+    } else {
+        MDB_val v = {strlen(json), (void *)json};
+        rc = mdb_put(txn, idx->db[DB_USAGE], &k.val, &v, 0);
+    }
+    return txn_end(txn, rc);
+}
+
+enum store_err index_policy_get(struct index *idx, const char *repo, char **json)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct key k;
+    usage_key(&k, 'l', repo);
+    MDB_val v;
+    rc = mdb_get(txn, idx->db[DB_USAGE], &k.val, &v);
+    if (rc == 0) {
+        char *copy = malloc(v.mv_size + 1);
+        if (copy == NULL) {
+            rc = ENOMEM;
+        } else {
+            memcpy(copy, v.mv_data, v.mv_size);
+            copy[v.mv_size] = '\0';
+            *json = copy;
+        }
+    }
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
 }

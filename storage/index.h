@@ -195,7 +195,7 @@ struct index_totals {
 };
 
 struct index_transfer {
-    char kind; /* 'r' repository, 'u' user */
+    char kind; /* 'r' repository, 'u' user, 'p' a pull of manifest "repo@digest" (its time) */
     const char *name;
     uint64_t ingress_bytes, egress_bytes, pulls, pushes;
 };
@@ -239,7 +239,7 @@ enum store_err index_repo_gen(struct index *idx, const char *repo, uint64_t *gen
 
 /* Visitors get BORROWED data valid during the call; non-zero stops the walk. */
 typedef int (*index_manifest_cb)(const char *digest, const char *media_type, const void *bytes,
-                                 size_t len, uint64_t created, void *arg);
+                                 size_t len, uint64_t created, uint64_t pulled, void *arg);
 enum store_err index_manifests_scan(struct index *idx, const char *repo, index_manifest_cb cb,
                                     void *arg);
 typedef int (*index_tag_cb)(const char *tag, const char *digest, void *arg);
@@ -271,6 +271,13 @@ bool index_blob_known(struct index *idx, const struct digest *d);
 
 typedef int (*index_upload_cb)(const char *id, const struct index_upload *u, void *arg);
 enum store_err index_uploads_scan(struct index *idx, index_upload_cb cb, void *arg);
+
+/* ---- lifecycle policies ---- */
+
+/* Stores repo's policy text (NULL removes it); storage/policy.c validates it first. */
+enum store_err index_policy_put(struct index *idx, const char *repo, const char *json);
+/* *json is OWNED (free()); STORE_ENOENT when the repository has none. */
+enum store_err index_policy_get(struct index *idx, const char *repo, char **json);
 
 /* ---- consistency check ---- */
 

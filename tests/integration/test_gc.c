@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -366,6 +367,90 @@ static void test_immutable_tags_and_repo_delete(void)
               ==, 1);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL && fputs(text, f) >= 0);
+    fclose(f);
+}
+
+static int run_gc_text(char *out, size_t cap, const char *const *args)
+{
+    return run_cli(&S, NULL, out, cap, args);
+}
+
+static void test_lifecycle(void)
+{
+    char pol[256], out[4096];
+    snprintf(pol, sizeof(pol), "%s/policy.json", S.dir);
+    /* refused, naming the bad field */
+    write_file(pol, "{\"rules\":[{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"any\","
+                    "\"countType\":\"sinceImagePushed\",\"countNumber\":3},"
+                    "\"action\":{\"type\":\"expire\"}}]}");
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "set", "gc/life", pol, NULL}),
+              ==, 1);
+    write_file(pol, "{\"rules\":[{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"sometimes\","
+                    "\"countType\":\"imageCountMoreThan\",\"countNumber\":3},"
+                    "\"action\":{\"type\":\"expire\"}}]}");
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "set", "gc/life", pol, NULL}),
+              ==, 1);
+    /* three release images a second apart, a dev image, an untagged one */
+    char d1[80], d2[80], d3[80], dd[80], du[80], b[1024];
+    image("gc/life", "v1", "{\"life\":1}", "life layer 1", NULL, d1, b, sizeof(b));
+    sleep(1);
+    image("gc/life", "v2", "{\"life\":2}", "life layer 2", NULL, d2, b, sizeof(b));
+    sleep(1);
+    image("gc/life", "v3", "{\"life\":3}", "life layer 3", NULL, d3, b, sizeof(b));
+    image("gc/life", "dev-1", "{\"life\":4}", "life layer 4", NULL, dd, b, sizeof(b));
+    image("gc/life", NULL, "{\"life\":5}", "life layer 5", NULL, du, b, sizeof(b));
+    write_file(pol,
+               "{\"rules\":["
+               "{\"rulePriority\":1,\"description\":\"keep two releases\",\"selection\":"
+               "{\"tagStatus\":\"tagged\",\"tagPatternList\":[\"v*\"],\"countType\":"
+               "\"imageCountMoreThan\",\"countNumber\":2},\"action\":{\"type\":\"expire\"}},"
+               "{\"rulePriority\":2,\"selection\":{\"tagStatus\":\"untagged\",\"countType\":"
+               "\"sinceImagePushed\",\"countUnit\":\"days\",\"countNumber\":1},"
+               "\"action\":{\"type\":\"expire\"}},"
+               "{\"rulePriority\":3,\"selection\":{\"tagStatus\":\"tagged\",\"tagPrefixList\":"
+               "[\"dev-\"],\"countType\":\"sinceImagePulled\",\"countUnit\":\"days\","
+               "\"countNumber\":7},\"action\":{\"type\":\"expire\"}}]}");
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "set", "gc/life", pol, NULL}),
+              ==, 0);
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "get", "gc/life", NULL}),
+              ==, 0);
+    CHECK(strstr(out, "keep two releases") != NULL);
+    /* today: only the oldest release goes (the dry run says so and changes nothing) */
+    json_t *j = gc((const char *[]){"--dry-run", "--grace", "0", NULL});
+    CHECK_INT(field(j, "policy_expired"), ==, 1);
+    json_decref(j);
+    char path[256];
+    snprintf(path, sizeof(path), "/v2/gc/life/manifests/%s", d1);
+    CHECK_INT(status_of("GET", path), ==, 200);
+    j = gc((const char *[]){"--grace", "0", NULL});
+    CHECK_INT(field(j, "policy_expired"), ==, 1);
+    CHECK_INT(field(j, "manifests_removed"), ==, 1);
+    json_decref(j);
+    CHECK_INT(status_of("GET", path), ==, 404);
+    CHECK_INT(status_of("GET", "/v2/gc/life/manifests/v1"), ==, 404);
+    CHECK_INT(status_of("GET", "/v2/gc/life/manifests/v2"), ==, 200);
+    CHECK_INT(status_of("GET", "/v2/gc/life/manifests/v3"), ==, 200);
+    /* eight days on: the untagged image (pushed) and the dev image (never pulled) go too */
+    time_t later = time(NULL) + 8 * 86400;
+    struct tm tm;
+    gmtime_r(&later, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    j = gc((const char *[]){"--dry-run", "--grace", "0", "--as-of", when, NULL});
+    CHECK_INT(field(j, "policy_expired"), ==, 2);
+    json_decref(j);
+    CHECK_INT(status_of("GET", "/v2/gc/life/manifests/dev-1"), ==, 200);
+    (void)run_gc_text;
+}
+
 static void blob_file(char *out, size_t cap, const char *data)
 {
     char d[80];
@@ -445,6 +530,7 @@ int main(void)
     RUN(test_stress);
     RUN(test_immutable_tags_and_repo_delete);
     RUN(test_fsck);
+    RUN(test_lifecycle);
     RUN(test_scheduled);
     srv_cleanup(&S);
     return 0;
