@@ -92,6 +92,11 @@ static enum MHD_Result admin_metrics(struct server *srv, struct MHD_Connection *
     uint64_t up_n = 0, up_bytes = 0;
     (void)blobstore_uploads_stat(srv->bs, &up_n, &up_bytes);
     mbuf_printf(&b,
+                "# HELP ocireg_build_info The running ocireg: version, commit, index schema.\n"
+                "# TYPE ocireg_build_info gauge\n"
+                "ocireg_build_info{version=\"%s\",commit=\"%s\",schema=\"%u\"} 1\n",
+                OCIREG_VERSION, OCIREG_COMMIT, index_schema_version());
+    mbuf_printf(&b,
                 "# HELP ocireg_storage_physical_bytes Bytes of blobs and manifests stored, each "
                 "counted once.\n# TYPE ocireg_storage_physical_bytes gauge\n"
                 "ocireg_storage_physical_bytes %llu\n"
@@ -241,7 +246,10 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         return admin_text(c, 200, "ok\n");
     if (strcmp(url, "/readyz") == 0) {
         struct index_totals t;
-        bool ready = !atomic_load(&srv->stopping) && index_totals_get(srv->idx, &t) == STORE_OK;
+        uint64_t n, bytes;
+        /* ready: not stopping, the index answers, the storage directories can be read */
+        bool ready = !atomic_load(&srv->stopping) && index_totals_get(srv->idx, &t) == STORE_OK &&
+                     blobstore_uploads_stat(srv->bs, &n, &bytes) == STORE_OK;
         return admin_text(c, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
     }
     if (strcmp(url, "/metrics") == 0)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "server/http.h"
 #include "server/httpparse.h"
@@ -65,6 +66,8 @@ enum MHD_Result reply(struct request *r, unsigned status, struct MHD_Response *r
         return MHD_NO;
     }
     resp_header(resp, "Docker-Distribution-API-Version", "registry/2.0");
+    if (r->request_id[0] != '\0')
+        resp_header(resp, "X-Request-Id", r->request_id);
     r->status = status;
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
@@ -135,6 +138,58 @@ void req_count(struct request *r, uint64_t ingress, uint64_t pulls, uint64_t pus
     xfer_add(r->srv->xfer, 'r', r->name, ingress, 0, pulls, pushes);
     if (r->principal[0] != '\0')
         xfer_add(r->srv->xfer, 'u', r->principal, ingress, 0, pulls, pushes);
+}
+
+/* The client's X-Request-Id when it is short and plain, else a fresh random one. */
+static void set_request_id(struct request *r)
+{
+    const char *given = req_header(r, "X-Request-Id");
+    size_t n = given != NULL ? strlen(given) : 0;
+    bool ok = n > 0 && n < sizeof(r->request_id);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (given[i] >= 'a' && given[i] <= 'z') || (given[i] >= 'A' && given[i] <= 'Z') ||
+             (given[i] >= '0' && given[i] <= '9') || strchr("-_.:", given[i]) != NULL;
+    if (ok) {
+        memcpy(r->request_id, given, n + 1);
+        return;
+    }
+    unsigned char raw[8];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(r->request_id, sizeof(r->request_id), raw, sizeof(raw));
+}
+
+/* One JSON line per request; every field is bounded and escaped by jansson. */
+static void access_log(struct server *srv, struct request *r, double seconds, uint64_t out)
+{
+    char remote[64] = "";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci != NULL && ci->client_addr != NULL) {
+        socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                              : sizeof(struct sockaddr_in);
+        (void)getnameinfo(ci->client_addr, sl, remote, sizeof(remote), NULL, 0, NI_NUMERICHOST);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    char when[96];
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             now.tv_nsec / 1000000);
+    static const char *const methods[] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OTHER"};
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:f}", "time",
+                             when, "request_id", r->request_id, "remote", remote, "user",
+                             r->principal, "method", methods[r->method], "route",
+                             route_label(r->route.kind), "repository", r->name, "status",
+                             (int)r->status, "bytes_in", (json_int_t)r->received, "bytes_out",
+                             (json_int_t)out, "duration_ms", seconds * 1000.0);
+    char *text = line != NULL ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    if (text != NULL) {
+        fprintf(srv->access_log, "%s\n", text);
+        free(text);
+    }
 }
 
 /* ---- routing ---- */
@@ -313,6 +368,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->method = method_of(method);
         r->sock_fd = -1;
         clock_gettime(CLOCK_MONOTONIC, &r->start);
+        set_request_id(r);
         *req_cls = r;
         atomic_fetch_add(&srv->inflight, 1);
         return begin(r, url);
@@ -348,8 +404,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         log_debug("request on %s %s ended early (%d)", route_label(r->route.kind), r->name,
                   (int)toe);
     api_upload_complete(r);
+    uint64_t sent = 0;
     if (r->count_egress) {
-        uint64_t sent = r->egress_len;
+        sent = r->egress_len;
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
             /* what the client acknowledged (headers included: a few hundred bytes) */
             uint64_t acked = xfer_acked(r->sock_fd) - r->acked_start;
@@ -361,9 +418,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    metrics_observe(srv->metrics, (int)r->method, r->route.kind, r->status,
-                    (double)(now.tv_sec - r->start.tv_sec) +
-                        (double)(now.tv_nsec - r->start.tv_nsec) / 1e9);
+    double seconds = (double)(now.tv_sec - r->start.tv_sec) +
+                     (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    metrics_observe(srv->metrics, (int)r->method, r->route.kind, r->status, seconds);
+    if (srv->access_log != NULL)
+        access_log(srv, r, seconds, sent);
     authz_request_done(r);
     free(r->buf);
     free(r);
@@ -561,6 +620,8 @@ static void server_free(struct server *srv)
         close(srv->admin_fd);
     xfer_stop(srv->xfer);
     metrics_free(srv->metrics);
+    if (srv->access_log != NULL && srv->access_log != stderr)
+        fclose(srv->access_log);
     if (srv->listen_fd != -1)
         close(srv->listen_fd);
     upload_cache_free(srv->uploads);
@@ -602,6 +663,15 @@ int server_start(struct server **out, const struct server_config *cfg)
     }
     if (upload_cache_new(&srv->uploads) != STORE_OK || authz_init(srv) != STORE_OK)
         goto fail;
+    if (cfg->access_log != NULL) {
+        srv->access_log = strcmp(cfg->access_log, "-") == 0 ? stderr
+                                                              : fopen(cfg->access_log, "a");
+        if (srv->access_log == NULL) {
+            log_error("cannot open --access-log %s: %s", cfg->access_log, strerror(errno));
+            goto fail;
+        }
+        setvbuf(srv->access_log, NULL, _IOLBF, 0);
+    }
     srv->metrics = metrics_new();
     if (srv->metrics == NULL || xfer_start(&srv->xfer, srv->idx) != 0)
         goto fail;

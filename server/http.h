@@ -6,6 +6,7 @@
 #define OCIREG_SERVER_HTTP_H
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -49,6 +50,7 @@ struct server {
     unsigned admin_port;
     struct gc_sched *gc; /* serve --gc-interval */
     struct acceptor *acceptor;
+    FILE *access_log; /* OWNED unless stderr */
 };
 
 /* The accept loop of the API listener (acceptor.c); stop closes nothing but its own. */
@@ -76,6 +78,7 @@ struct request {
     struct MHD_Connection *conn;
     enum method method;
     unsigned status;        /* of the response queued */
+    char request_id[40];    /* X-Request-Id: the client's (when sane) or ours */
     struct timespec start;  /* headers received */
     uint64_t egress_len;    /* body bytes of a counted download (blob or manifest GET) */
     bool count_egress;

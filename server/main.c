@@ -1,12 +1,18 @@
 /* ocireg: the command line. Subcommands parse their flags into a config and run. */
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <lmdb.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
 #include "server/cli.h"
+#include "storage/index.h"
 #include "server/httpparse.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -66,6 +72,14 @@ static const char usage_serve[] =
     "  --gc-interval DURATION   run the garbage collector this often (e.g. 6h; default never;\n"
     "                           'ocireg gc' runs it by hand, online)\n"
     "  --gc-delete-untagged     scheduled collections also remove untagged manifests\n"
+    "  --access-log FILE        one JSON line per request to FILE ('-': standard error)\n"
+    "  --config FILE            read flags from FILE: lines 'name = value' (or 'name' for a\n"
+    "                           switch), '#' comments\n"
+    "  --check-config           validate the configuration and exit\n"
+    "\n"
+    "Every flag can also come from the environment as OCIREG_<NAME> (OCIREG_LISTEN,\n"
+    "OCIREG_AUTH, OCIREG_GC_DELETE_UNTAGGED=1, ...). Precedence: command line, then\n"
+    "environment, then the config file.\n"
     "  --help                   show this help\n";
 
 static int bad_usage(const char *usage, const char *what, const char *arg)
@@ -115,39 +129,47 @@ enum {
     OPT_METRICS_MAX_REPOS,
     OPT_GC_INTERVAL,
     OPT_GC_DELETE_UNTAGGED,
+    OPT_CONFIG,
+    OPT_CHECK_CONFIG,
+    OPT_ACCESS_LOG,
     OPT_HELP,
 };
 
-static int cmd_serve(int argc, char **argv)
+static const struct option serve_opts[] = {
+    {"root", required_argument, NULL, OPT_ROOT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"max-manifest-size", required_argument, NULL, OPT_MAX_MANIFEST},
+    {"map-size", required_argument, NULL, OPT_MAP_SIZE},
+    {"conn-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
+    {"per-ip-limit", required_argument, NULL, OPT_PER_IP},
+    {"shutdown-grace", required_argument, NULL, OPT_GRACE},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"auth", required_argument, NULL, OPT_AUTH},
+    {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
+    {"token-service", required_argument, NULL, OPT_SERVICE},
+    {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
+    {"token-issuer", required_argument, NULL, OPT_TOKEN_ISSUER},
+    {"token-public-key", required_argument, NULL, OPT_TOKEN_KEY},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
+    {"admin-port-file", required_argument, NULL, OPT_ADMIN_PORT_FILE},
+    {"metrics-max-repos", required_argument, NULL, OPT_METRICS_MAX_REPOS},
+    {"gc-interval", required_argument, NULL, OPT_GC_INTERVAL},
+    {"gc-delete-untagged", no_argument, NULL, OPT_GC_DELETE_UNTAGGED},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static int serve_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"root", required_argument, NULL, OPT_ROOT},
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"port-file", required_argument, NULL, OPT_PORT_FILE},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"max-manifest-size", required_argument, NULL, OPT_MAX_MANIFEST},
-        {"map-size", required_argument, NULL, OPT_MAP_SIZE},
-        {"conn-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
-        {"per-ip-limit", required_argument, NULL, OPT_PER_IP},
-        {"shutdown-grace", required_argument, NULL, OPT_GRACE},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"auth", required_argument, NULL, OPT_AUTH},
-        {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
-        {"token-service", required_argument, NULL, OPT_SERVICE},
-        {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
-        {"token-issuer", required_argument, NULL, OPT_TOKEN_ISSUER},
-        {"token-public-key", required_argument, NULL, OPT_TOKEN_KEY},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-        {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
-        {"admin-port-file", required_argument, NULL, OPT_ADMIN_PORT_FILE},
-        {"metrics-max-repos", required_argument, NULL, OPT_METRICS_MAX_REPOS},
-        {"gc-interval", required_argument, NULL, OPT_GC_INTERVAL},
-        {"gc-delete-untagged", no_argument, NULL, OPT_GC_DELETE_UNTAGGED},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    struct server_config cfg;
+    const struct option *opts = serve_opts;
+    bool check_only = false;    struct server_config cfg;
     server_config_defaults(&cfg);
     const char *env_root = getenv("OCIREG_ROOT");
     if (env_root != NULL && env_root[0] != '\0')
@@ -267,6 +289,14 @@ static int cmd_serve(int argc, char **argv)
         case OPT_GC_DELETE_UNTAGGED:
             cfg.gc_delete_untagged = true;
             break;
+        case OPT_CONFIG:
+            break; /* read before the other flags (see expand_args) */
+        case OPT_CHECK_CONFIG:
+            check_only = true;
+            break;
+        case OPT_ACCESS_LOG:
+            cfg.access_log = optarg;
+            break;
         case OPT_HELP:
             fputs(usage_serve, stdout);
             return 0;
@@ -288,6 +318,10 @@ static int cmd_serve(int argc, char **argv)
                 cfg.listen);
         return 2;
     }
+    if (check_only) {
+        printf("configuration ok\n");
+        return 0;
+    }
 
     /* Signals are taken synchronously by this thread; the workers inherit the mask. */
     sigset_t set;
@@ -308,6 +342,178 @@ static int cmd_serve(int argc, char **argv)
     return 0;
 }
 
+/* ---- flags from a config file and the environment ---- */
+
+struct args {
+    char **v;
+    int n, cap;
+};
+
+static bool args_push(struct args *a, const char *s)
+{
+    if (a->n + 1 >= a->cap) {
+        int cap = a->cap ? a->cap * 2 : 32;
+        char **p = realloc(a->v, (size_t)cap * sizeof(*p));
+        if (p == NULL)
+            return false;
+        a->v = p;
+        a->cap = cap;
+    }
+    a->v[a->n] = strdup(s);
+    if (a->v[a->n] == NULL)
+        return false;
+    a->n++;
+    a->v[a->n] = NULL;
+    return true;
+}
+
+static void args_free(struct args *a)
+{
+    for (int i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+}
+
+static bool args_flag(struct args *a, const char *name, const char *value, bool has_arg)
+{
+    char buf[4200];
+    int n = has_arg ? snprintf(buf, sizeof(buf), "--%s=%s", name, value)
+                    : snprintf(buf, sizeof(buf), "--%s", name);
+    return n > 0 && (size_t)n < sizeof(buf) && args_push(a, buf);
+}
+
+static const struct option *find_opt(const char *name, size_t len)
+{
+    for (const struct option *o = serve_opts; o->name != NULL; o++)
+        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+            return o;
+    return NULL;
+}
+
+static bool truthy(const char *v)
+{
+    return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+}
+
+/* True when the command line gives --name (as --name, --name=V or --name V). */
+static bool on_command_line(const char *name, int argc, char **argv)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
+            (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
+            return true;
+    return false;
+}
+
+/* OCIREG_<NAME> of a flag into env[cap]. */
+static void env_name(const char *flag, char *env, size_t cap)
+{
+    size_t n = (size_t)snprintf(env, cap, "OCIREG_");
+    for (const char *c = flag; *c && n + 1 < cap; c++)
+        env[n++] = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+    env[n] = '\0';
+}
+
+/* Set by a source that outranks the config file. */
+static bool outranked(const char *flag, int argc, char **argv)
+{
+    char env[64];
+    env_name(flag, env, sizeof(env));
+    const char *v = getenv(env);
+    return (v != NULL && v[0] != '\0') || on_command_line(flag, argc, argv);
+}
+
+/* "name = value" lines; false after printing what is wrong. */
+static bool read_config(struct args *a, const char *path, int argc, char **argv)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "ocireg: --config %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    char line[4096];
+    int no = 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof(line), f) != NULL) {
+        no++;
+        char *p = line + strspn(line, " \t");
+        p[strcspn(p, "#\r\n")] = '\0';
+        size_t end = strlen(p);
+        while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+            p[--end] = '\0';
+        if (*p == '\0')
+            continue;
+        size_t nl = strcspn(p, " \t=");
+        const struct option *o = find_opt(p, nl);
+        char *val = p + nl;
+        val += strspn(val, " \t");
+        bool has_eq = *val == '=';
+        if (has_eq)
+            val += 1 + strspn(val + 1, " \t");
+        if (o == NULL || strcmp(o->name, "config") == 0 || strcmp(o->name, "help") == 0 ||
+            (o->has_arg && !has_eq)) {
+            fprintf(stderr, "ocireg: %s:%d: unknown setting or missing '= value'\n", path, no);
+            ok = false;
+        } else if (outranked(o->name, argc, argv)) {
+            continue;
+        } else if (o->has_arg) {
+            ok = args_flag(a, o->name, val, true);
+        } else if (!has_eq || truthy(val)) {
+            ok = args_flag(a, o->name, "", false);
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+/*
+ * The argv serve parses: the config file's settings, then OCIREG_* variables, then the
+ * command line, each source leaving out what a higher one sets (so a bad value that is
+ * overridden is no error).
+ */
+static bool expand_args(int argc, char **argv, struct args *a)
+{
+    if (!args_push(a, argv[0]))
+        return false;
+    for (int i = 1; i < argc; i++) {
+        const char *cf = NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            cf = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            cf = argv[i] + 9;
+        if (cf != NULL && !read_config(a, cf, argc, argv))
+            return false;
+    }
+    for (const struct option *o = serve_opts; o->name != NULL; o++) {
+        if (strcmp(o->name, "help") == 0 || strcmp(o->name, "config") == 0 ||
+            strcmp(o->name, "check-config") == 0)
+            continue;
+        char env[64];
+        env_name(o->name, env, sizeof(env));
+        const char *val = getenv(env);
+        if (val == NULL || val[0] == '\0' || on_command_line(o->name, argc, argv))
+            continue;
+        if (o->has_arg ? !args_flag(a, o->name, val, true)
+                       : truthy(val) && !args_flag(a, o->name, "", false))
+            return false;
+    }
+    for (int i = 1; i < argc; i++)
+        if (!args_push(a, argv[i]))
+            return false;
+    return true;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct args a = {NULL, 0, 0};
+    int ret = 2;
+    if (expand_args(argc, argv, &a))
+        ret = serve_main(a.n, a.v);
+    args_free(&a);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -320,7 +526,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("ocireg %s\n", OCIREG_VERSION);
+        printf("ocireg %s (commit %s, index schema %u, libmicrohttpd %s, %s, lmdb %s)\n",
+               OCIREG_VERSION, OCIREG_COMMIT, index_schema_version(), MHD_get_version(),
+               OpenSSL_version(OPENSSL_VERSION), mdb_version(NULL, NULL, NULL));
         return 0;
     }
     static const struct {

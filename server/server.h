@@ -32,6 +32,7 @@ struct server_config {
     const char *admin_port_file; /* NULL, or where to write the admin port */
     unsigned metrics_max_repos;  /* per-repository series in /metrics at most */
     unsigned gc_interval;        /* seconds between scheduled collections; 0 = none */
+    const char *access_log;      /* NULL: none; "-": standard error; else a file (appended) */
     bool gc_delete_untagged;
 };
 

@@ -18,6 +18,7 @@
     X(ENOSPC, "no space left on device")                                                           \
     X(EMAPFULL, "index map full")                                                                  \
     X(EQUOTA, "repository quota exceeded")                                                         \
+    X(EVERSION, "index written by a newer ocireg")                                                 \
     X(ENOMEM, "out of memory")                                                                     \
     X(EIO, "input/output error")
 

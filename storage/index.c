@@ -16,6 +16,8 @@
 #define REC_MAX 1024
 /* An int status of our own beside LMDB's (which lie in -30800..-30780): quota exceeded. */
 #define RC_QUOTA (-30001)
+#define RC_NEWER_SCHEMA (-30002)
+#define INDEX_SCHEMA_VERSION 1
 
 enum dbi {
     DB_REPOS,
@@ -215,6 +217,8 @@ static enum store_err map_mdb(int rc)
         return STORE_EMAPFULL;
     case RC_QUOTA:
         return STORE_EQUOTA;
+    case RC_NEWER_SCHEMA:
+        return STORE_EVERSION;
     case ENOMEM:
         return STORE_ENOMEM;
     case ENOSPC:
@@ -227,6 +231,38 @@ static enum store_err map_mdb(int rc)
 }
 
 /* ---- environment ---- */
+
+/*
+ * The schema version lives under "V" in the usage table. An index without one predates
+ * versioning (version 0, whose records are a subset of version 1's): it is migrated in place.
+ * A newer version than this binary knows is refused rather than misread.
+ */
+static int schema_check(struct index *idx, MDB_txn *txn)
+{
+    MDB_val k = {1, (void *)"V"}, v;
+    int rc = mdb_get(txn, idx->db[DB_USAGE], &k, &v);
+    uint32_t have = 0;
+    if (rc == 0 && v.mv_size == 4) {
+        const unsigned char *p = v.mv_data;
+        have = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    } else if (rc != MDB_NOTFOUND && rc != 0) {
+        return rc;
+    }
+    if (have > INDEX_SCHEMA_VERSION)
+        return RC_NEWER_SCHEMA;
+    if (have == INDEX_SCHEMA_VERSION)
+        return 0;
+    /* 0 -> 1: repos records gained a generation, repo_manifests a last-pulled time; both are
+     * read as 0 when absent, so the migration is the version stamp itself */
+    unsigned char nv[4] = {INDEX_SCHEMA_VERSION & 0xff, (INDEX_SCHEMA_VERSION >> 8) & 0xff, 0, 0};
+    MDB_val val = {4, nv};
+    return mdb_put(txn, idx->db[DB_USAGE], &k, &val, 0);
+}
+
+uint32_t index_schema_version(void)
+{
+    return INDEX_SCHEMA_VERSION;
+}
 
 void index_close(struct index *idx)
 {
@@ -271,6 +307,9 @@ enum store_err index_open(struct index **out, const char *dir, uint64_t map_size
         if (rc != 0)
             goto fail;
     }
+    rc = schema_check(idx, txn);
+    if (rc != 0)
+        goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0)

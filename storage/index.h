@@ -30,9 +30,15 @@
 
 struct index;
 
-/* Opens (creating) the environment in directory `dir`. OWNED: close with index_close. */
+/*
+ * Opens (creating) the environment in directory `dir`, migrating an older schema in place;
+ * STORE_EVERSION when a newer ocireg wrote it. OWNED: close with index_close.
+ */
 enum store_err index_open(struct index **out, const char *dir, uint64_t map_size);
 void index_close(struct index *idx); /* NULL is a no-op */
+
+/* The schema version this binary reads and writes. */
+uint32_t index_schema_version(void);
 
 /* ---- blobs and links ---- */
 

@@ -2,7 +2,7 @@
 # The server as an operator runs it: the command line, constant memory for huge uploads and
 # downloads, and a graceful stop that lets an in-flight upload finish.
 . "$(dirname "$0")/lib.sh" "$@"
-e2e_need curl
+e2e_need curl jq
 
 # ---- command line
 "$OCIREG" --help | grep -q "serve" || fail "--help does not list serve"
@@ -22,6 +22,55 @@ expect_eq "exit status of a bad flag value" "$rc" 2
 rc=0
 "$OCIREG" frobnicate >"$E2E_DIR/out" 2>&1 || rc=$?
 expect_eq "exit status of an unknown command" "$rc" 2
+
+# ---- configuration: file < environment < command line; --check-config
+printf 'listen = 127.0.0.1:0\n# a comment\nthreads = 3\ngc-delete-untagged\n' >"$E2E_DIR/conf"
+out=$("$OCIREG" serve --config "$E2E_DIR/conf" --check-config)
+expect_eq "check-config of a good file" "$out" "configuration ok"
+rc=0
+OCIREG_THREADS=zero "$OCIREG" serve --config "$E2E_DIR/conf" --check-config >/dev/null 2>&1 || rc=$?
+expect_eq "a bad value from the environment" "$rc" 2
+rc=0
+OCIREG_THREADS=zero "$OCIREG" serve --threads 2 --check-config >/dev/null 2>&1 || rc=$?
+expect_eq "the command line wins over the environment" "$rc" 0
+printf 'no-such-setting = 1\n' >"$E2E_DIR/bad.conf"
+rc=0
+"$OCIREG" serve --config "$E2E_DIR/bad.conf" --check-config >/dev/null 2>&1 || rc=$?
+expect_eq "an unknown setting in the file" "$rc" 2
+rc=0
+"$OCIREG" serve --listen 0.0.0.0:0 --check-config >/dev/null 2>&1 || rc=$?
+expect_eq "off loopback without --auth" "$rc" 2
+"$OCIREG" version | grep -q "commit .*index schema" || fail "version lacks build info"
+
+# ---- the access log and X-Request-Id
+mkdir -p "$E2E_DIR/root"
+"$OCIREG" serve --root "$E2E_DIR/root" --listen 127.0.0.1:0 --port-file "$E2E_DIR/aport0" \
+    --admin-port-file "$E2E_DIR/admin0" --access-log "$E2E_DIR/access.log" --log-level warn \
+    2>>"$E2E_DIR/server.log" &
+alog_pid=$!
+deadline=$((SECONDS + 20))
+until [ -s "$E2E_DIR/aport0" ] && [ -s "$E2E_DIR/admin0" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "no port files"
+    sleep 0.02
+done
+p=$(cat "$E2E_DIR/aport0")
+rid=$(curl -s -D - -o /dev/null -H 'X-Request-Id: abc-123' "http://127.0.0.1:$p/v2/team/x/tags/list" |
+    tr -d '\r' | awk 'tolower($1) == "x-request-id:" {print $2}')
+expect_eq "X-Request-Id echoed" "$rid" "abc-123"
+gen=$(curl -s -D - -o /dev/null "http://127.0.0.1:$p/v2/" | tr -d '\r' |
+    awk 'tolower($1) == "x-request-id:" {print $2}')
+[ ${#gen} -eq 16 ] || fail "no generated X-Request-Id ('$gen')"
+curl -s "http://127.0.0.1:$(cat "$E2E_DIR/admin0")/metrics" | grep -q '^ocireg_build_info{' ||
+    fail "no ocireg_build_info metric"
+curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$E2E_DIR/admin0")/readyz" |
+    grep -q 200 || fail "/readyz is not 200"
+kill -TERM "$alog_pid"
+wait "$alog_pid" || fail "server with an access log did not exit 0"
+line=$(grep '"request_id":"abc-123"' "$E2E_DIR/access.log") || fail "no access log line"
+expect_eq "access log route" "$(jq -r .route <<<"$line")" tags
+expect_eq "access log repository" "$(jq -r .repository <<<"$line")" team/x
+expect_eq "access log status" "$(jq -r .status <<<"$line")" 404
+expect_eq "access log lines" "$(wc -l <"$E2E_DIR/access.log")" 2
 
 start_server
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status"; }

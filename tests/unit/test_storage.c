@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "storage/blobstore.h"
 #include "storage/digest.h"
 #include "storage/index.h"
@@ -460,6 +462,55 @@ static void test_usage(void)
     index_close(idx);
 }
 
+/* Writes (or with v < 0 deletes) the schema stamp "V" straight into the LMDB environment. */
+static void set_schema(long v)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/index", tmpdir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    CHECK(mdb_env_create(&env) == 0);
+    CHECK(mdb_env_set_maxdbs(env, 16) == 0);
+    CHECK(mdb_env_set_mapsize(env, 64u << 20) == 0);
+    CHECK(mdb_env_open(env, dir, 0, 0600) == 0);
+    CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+    CHECK(mdb_dbi_open(txn, "usage", 0, &dbi) == 0);
+    MDB_val k = {1, (void *)"V"};
+    unsigned char b[4] = {(unsigned char)v, 0, 0, 0};
+    MDB_val val = {4, b};
+    if (v < 0)
+        CHECK(mdb_del(txn, dbi, &k, NULL) == 0);
+    else
+        CHECK(mdb_put(txn, dbi, &k, &val, 0) == 0);
+    CHECK(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+}
+
+static void test_schema_versions(void)
+{
+    fresh_dir();
+    struct index *idx = open_index();
+    struct digest d;
+    CHECK_INT(digest_of(DIGEST_SHA256, "kept", 4, &d), ==, STORE_OK);
+    uint64_t size = 4;
+    CHECK_INT(index_blob_link(idx, "old", &d, &size, NULL), ==, STORE_OK);
+    index_close(idx);
+    /* an index from before schema versions: migrated in place, data intact */
+    set_schema(-1);
+    idx = open_index();
+    CHECK_INT(index_blob_linked(idx, "old", &d, &size), ==, STORE_OK);
+    index_close(idx);
+    /* one from a newer ocireg: refused, not misread */
+    set_schema(99);
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/index", tmpdir);
+    CHECK_INT(index_open(&idx, dir, 64u << 20), ==, STORE_EVERSION);
+    set_schema((long)index_schema_version());
+    idx = open_index();
+    index_close(idx);
+}
+
 int main(void)
 {
     RUN(test_names);
@@ -469,6 +520,7 @@ int main(void)
     RUN(test_index_blobs_and_lists);
     RUN(test_index_manifests);
     RUN(test_usage);
+    RUN(test_schema_versions);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }
