@@ -18,6 +18,9 @@ int cli_usage(int argc, char **argv);
 int cli_repo(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_fsck(int argc, char **argv);
+int cli_export(int argc, char **argv);
+int cli_import(int argc, char **argv);
+int cli_backup(int argc, char **argv);
 
 /* Runs the collector on root and prints its report (also used by serve --gc-interval). */
 int gc_execute(const char *root, const struct gc_options *opt, bool json);

@@ -32,6 +32,8 @@ static const char usage_main[] =
     "  repo             set repository quotas\n"
     "  gc               reclaim space, online (--dry-run to see what would go)\n"
     "  fsck             verify every blob and recount every figure (--repair)\n"
+    "  export, import   repositories to and from zstd OCI-layout archives\n"
+    "  backup           a consistent hot copy of the registry\n"
     "\n"
     "Every command takes --root DIR (default: $OCIREG_ROOT, else ./data).\n"
     "Run 'ocireg <command> --help' for the flags of a command.\n";
@@ -538,7 +540,8 @@ int main(int argc, char **argv)
         {"serve", cmd_serve},         {"user", cli_user},     {"grant", cli_grant},
         {"revoke", cli_revoke},       {"grants", cli_grants}, {"login-password", cli_login_password},
         {"usage", cli_usage},         {"repo", cli_repo},     {"gc", cli_gc},
-        {"fsck", cli_fsck},
+        {"fsck", cli_fsck},           {"export", cli_export}, {"import", cli_import},
+        {"backup", cli_backup},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

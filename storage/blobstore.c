@@ -505,3 +505,69 @@ enum store_err blobstore_blob_quarantine(struct blobstore *bs, const struct dige
     close(qfd);
     return rc;
 }
+
+enum store_err upload_read(struct upload *u, void *buf, uint64_t len)
+{
+    if (len > u->offset)
+        return STORE_ERANGE;
+    uint64_t off = 0;
+    while (off < len) {
+        ssize_t n = pread(u->fd, (char *)buf + off, (size_t)(len - off), (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n == 0 ? STORE_EIO : store_err_from_errno(errno);
+        off += (uint64_t)n;
+    }
+    return STORE_OK;
+}
+
+enum store_err blobstore_blob_copy_to(struct blobstore *bs, const struct digest *d,
+                                      struct blobstore *dst)
+{
+    char prefix[3];
+    blob_names(d, prefix);
+    int dalg = dst->alg_fd[d->alg];
+    if (mkdirat(dalg, prefix, 0755) != 0 && errno != EEXIST)
+        return store_err_from_errno(errno);
+    int sdir = openat(bs->alg_fd[d->alg], prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int ddir = openat(dalg, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    enum store_err rc = STORE_OK;
+    if (sdir == -1 || ddir == -1) {
+        rc = store_err_from_errno(errno);
+        goto out;
+    }
+    /* a hard link when both are on one filesystem (blob files never change), else a copy */
+    if (linkat(sdir, digest_hex(d), ddir, digest_hex(d), 0) == 0 || errno == EEXIST)
+        goto out;
+    int in = openat(sdir, digest_hex(d), O_RDONLY | O_CLOEXEC);
+    int outfd = in != -1 ? openat(ddir, digest_hex(d), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)
+                         : -1;
+    if (in == -1 || outfd == -1) {
+        rc = store_err_from_errno(errno);
+    } else {
+        char *buf = malloc(REHASH_BUF);
+        ssize_t n = 0;
+        while (buf != NULL && (n = read(in, buf, REHASH_BUF)) > 0) {
+            if (write(outfd, buf, (size_t)n) != n) {
+                n = -1;
+                break;
+            }
+        }
+        if (buf == NULL || n < 0 || fsync(outfd) != 0)
+            rc = buf == NULL ? STORE_ENOMEM : store_err_from_errno(errno);
+        free(buf);
+    }
+    if (in != -1)
+        close(in);
+    if (outfd != -1)
+        close(outfd);
+out:
+    if (rc == STORE_OK && ddir != -1)
+        rc = fsync_fd(ddir);
+    if (sdir != -1)
+        close(sdir);
+    if (ddir != -1)
+        close(ddir);
+    return rc;
+}

@@ -50,6 +50,9 @@ bool upload_stale(const struct upload *u);
 /* Appends and hashes. On failure the session must be rolled back to the last mark. */
 enum store_err upload_write(struct upload *u, const void *data, size_t len);
 
+/* Reads the first len bytes received (len <= upload_offset). */
+enum store_err upload_read(struct upload *u, void *buf, uint64_t len);
+
 /* Remembers the current offset and hash state; upload_rollback returns to it. */
 enum store_err upload_mark(struct upload *u);
 enum store_err upload_rollback(struct upload *u);
@@ -82,6 +85,10 @@ enum store_err blobstore_blob_verify(struct blobstore *bs, const struct digest *
 
 /* Moves a blob file out of service to ROOT/quarantine/<alg>-<hex> (kept for inspection). */
 enum store_err blobstore_blob_quarantine(struct blobstore *bs, const struct digest *d);
+
+/* Puts blob d of bs into dst too: a hard link when possible, else a copy (fsync'd). */
+enum store_err blobstore_blob_copy_to(struct blobstore *bs, const struct digest *d,
+                                      struct blobstore *dst);
 
 /* Removes a blob file (and fsyncs its directory); a missing file is not an error. */
 enum store_err blobstore_blob_remove(struct blobstore *bs, const struct digest *d);

@@ -2386,3 +2386,10 @@ enum store_err index_policy_get(struct index *idx, const char *repo, char **json
     mdb_txn_abort(txn);
     return map_mdb(rc);
 }
+
+enum store_err index_copy(struct index *idx, const char *dir)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return store_err_from_errno(errno);
+    return map_mdb(mdb_env_copy2(idx->env, dir, MDB_CP_COMPACT));
+}

@@ -37,6 +37,9 @@ struct index;
 enum store_err index_open(struct index **out, const char *dir, uint64_t map_size);
 void index_close(struct index *idx); /* NULL is a no-op */
 
+/* A consistent copy of the whole index into an empty directory dir (LMDB's own hot copy). */
+enum store_err index_copy(struct index *idx, const char *dir);
+
 /* The schema version this binary reads and writes. */
 uint32_t index_schema_version(void);
 

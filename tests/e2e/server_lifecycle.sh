@@ -60,10 +60,10 @@ expect_eq "X-Request-Id echoed" "$rid" "abc-123"
 gen=$(curl -s -D - -o /dev/null "http://127.0.0.1:$p/v2/" | tr -d '\r' |
     awk 'tolower($1) == "x-request-id:" {print $2}')
 [ ${#gen} -eq 16 ] || fail "no generated X-Request-Id ('$gen')"
-curl -s "http://127.0.0.1:$(cat "$E2E_DIR/admin0")/metrics" | grep -q '^ocireg_build_info{' ||
-    fail "no ocireg_build_info metric"
-curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$E2E_DIR/admin0")/readyz" |
-    grep -q 200 || fail "/readyz is not 200"
+metrics=$(curl -s "http://127.0.0.1:$(cat "$E2E_DIR/admin0")/metrics")
+grep -q '^ocireg_build_info{' <<<"$metrics" || fail "no ocireg_build_info metric"
+ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$E2E_DIR/admin0")/readyz")
+expect_eq "/readyz" "$ready" 200
 kill -TERM "$alog_pid"
 wait "$alog_pid" || fail "server with an access log did not exit 0"
 line=$(grep '"request_id":"abc-123"' "$E2E_DIR/access.log") || fail "no access log line"
