@@ -8,7 +8,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Build and test dependencies (Debian 12 package names).
 DEPS := cmake make gcc pkg-config libmicrohttpd-dev libssl-dev libsodium-dev liblmdb-dev \
-        libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq zstd skopeo podman buildah docker.io umoci prometheus
+        libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq zstd skopeo podman buildah docker.io umoci prometheus nginx python3-yaml openssl systemd
 
 .PHONY: all deps build run test test-asan clean
 
@@ -46,3 +46,10 @@ clean:
 # Benchmark against CNCF Distribution (tests/bench/README.md); BENCH_QUICK=1 for a smoke run.
 bench: build
 	tests/bench/run.sh $(BUILD)/ocireg
+
+# Container image from scratch (deploy/image/build-image.sh: the binary, its shared libraries and
+# loader, a non-root user), pushed to REGISTRY=host:port (TAG=..., IMAGE_REPO=...), else into
+# ./data through a temporary ocireg on a free port (then `make run` serves it).
+image: build
+	deploy/image/build-image.sh --ocireg $(BUILD)/ocireg --rootfs $(BUILD)/image-rootfs \
+	    $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG))

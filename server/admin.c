@@ -3,6 +3,8 @@
  * /readyz and /admin/usage (JSON for billing scripts). Separate from the API listener so
  * neither auth nor a public proxy ever sits in front of it by accident.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +212,25 @@ static enum MHD_Result admin_usage(struct server *srv, struct MHD_Connection *c)
     return admin_reply(c, 200, "application/json", text, strlen(text), more ? link : NULL);
 }
 
+static bool from_loopback(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+    }
+    return false;
+}
+
 static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *data,
                                 size_t *data_size, void **req_cls)
@@ -230,6 +251,10 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         const char *name = url + sizeof(repos) - 1;
         if (strcmp(method, "DELETE") != 0)
             return admin_text(c, 405, "method not allowed\n");
+        /* the admin listener may be opened to the network for probes: changes come only
+         * from this host */
+        if (!from_loopback(c))
+            return admin_text(c, 403, "repository deletion is allowed from loopback only\n");
         if (!name_valid(name, strlen(name)))
             return admin_text(c, 400, "invalid repository name\n");
         enum store_err rc = index_repo_delete(srv->idx, name);
