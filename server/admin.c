@@ -271,10 +271,10 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         return admin_text(c, 200, "ok\n");
     if (strcmp(url, "/readyz") == 0) {
         struct index_totals t;
-        uint64_t n, bytes;
-        /* ready: not stopping, the index answers, the storage directories can be read */
+        /* ready: not stopping, the index takes writes, the storage takes a file */
         bool ready = !atomic_load(&srv->stopping) && index_totals_get(srv->idx, &t) == STORE_OK &&
-                     blobstore_uploads_stat(srv->bs, &n, &bytes) == STORE_OK;
+                     index_probe_write(srv->idx) == STORE_OK &&
+                     blobstore_probe_write(srv->bs) == STORE_OK;
         return admin_text(c, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
     }
     if (strcmp(url, "/metrics") == 0)

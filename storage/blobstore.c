@@ -571,3 +571,16 @@ out:
         close(ddir);
     return rc;
 }
+
+enum store_err blobstore_probe_write(struct blobstore *bs)
+{
+    char name[64];
+    snprintf(name, sizeof(name), ".probe-%ld", (long)getpid());
+    int fd = openat(bs->uploads_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1)
+        return store_err_from_errno(errno);
+    enum store_err rc = write(fd, "x", 1) == 1 ? STORE_OK : store_err_from_errno(errno);
+    close(fd);
+    unlinkat(bs->uploads_fd, name, 0);
+    return rc;
+}

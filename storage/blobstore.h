@@ -102,6 +102,9 @@ enum store_err blobstore_uploads_scan(struct blobstore *bs, blobstore_file_cb cb
 /* Counts the upload sessions' data files and their bytes. */
 enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uint64_t *bytes);
 
+/* Writes and removes a small file under the storage root: can this registry take data? */
+enum store_err blobstore_probe_write(struct blobstore *bs);
+
 /* True when upload `id` has a data file. */
 bool blobstore_upload_present(struct blobstore *bs, const char *id);
 

@@ -2393,3 +2393,12 @@ enum store_err index_copy(struct index *idx, const char *dir)
         return store_err_from_errno(errno);
     return map_mdb(mdb_env_copy2(idx->env, dir, MDB_CP_COMPACT));
 }
+
+enum store_err index_probe_write(struct index *idx)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc == 0)
+        mdb_txn_abort(txn);
+    return map_mdb(rc);
+}

@@ -40,6 +40,9 @@ void index_close(struct index *idx); /* NULL is a no-op */
 /* A consistent copy of the whole index into an empty directory dir (LMDB's own hot copy). */
 enum store_err index_copy(struct index *idx, const char *dir);
 
+/* Takes (and gives back) the write lock: can the index take changes now? */
+enum store_err index_probe_write(struct index *idx);
+
 /* The schema version this binary reads and writes. */
 uint32_t index_schema_version(void);
 
