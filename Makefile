@@ -10,7 +10,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := cmake make gcc pkg-config libmicrohttpd-dev libssl-dev libsodium-dev liblmdb-dev \
         libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq zstd skopeo podman buildah docker.io umoci prometheus nginx python3-yaml openssl systemd
 
-.PHONY: all deps build run test test-asan clean
+.PHONY: all deps build run test test-asan test-tsan clean
 
 all: build
 
@@ -40,8 +40,15 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
+# The integration tests once more under ThreadSanitizer (the worker pool, the accept loop,
+# the flush and gc threads). CI runs this too.
+test-tsan: deps
+	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DOCIREG_TSAN=ON
+	cmake --build $(BUILD)-tsan -j $(JOBS)
+	cd $(BUILD)-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L integration
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(BUILD)-tsan
 
 # Benchmark against CNCF Distribution (tests/bench/README.md); BENCH_QUICK=1 for a smoke run.
 bench: build

@@ -711,8 +711,9 @@ int server_start(struct server **out, const struct server_config *cfg)
         log_error("cannot start the HTTP daemon");
         goto fail;
     }
-    if ((own_accept && acceptor_start(srv, srv->listen_fd) != 0) || start_admin(srv) != 0 ||
-        gc_sched_start(srv) != 0) {
+    /* the admin threads read srv->gc: it is set before they start */
+    if ((own_accept && acceptor_start(srv, srv->listen_fd) != 0) || gc_sched_start(srv) != 0 ||
+        start_admin(srv) != 0) {
         acceptor_stop(srv);
         MHD_stop_daemon(srv->daemon);
         if (!own_accept)
