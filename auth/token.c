@@ -370,7 +370,9 @@ enum auth_err auth_token_verify(const struct auth_keys *k, const char *token, co
     if (!aud_matches(json_object_get(claims, "aud"), audience))
         goto out;
     json_t *exp = json_object_get(claims, "exp"), *nbf = json_object_get(claims, "nbf");
-    if (!json_is_integer(exp) || (nbf != NULL && !json_is_integer(nbf)))
+    /* times before 1970 are no times: a negative exp must not wrap into the far future */
+    if (!json_is_integer(exp) || json_integer_value(exp) < 0 ||
+        (nbf != NULL && (!json_is_integer(nbf) || json_integer_value(nbf) < 0)))
         goto out;
     rc = AUTH_EEXPIRED;
     if ((uint64_t)json_integer_value(exp) + LEEWAY <= now ||
@@ -395,7 +397,10 @@ enum auth_err auth_token_verify(const struct auth_keys *k, const char *token, co
         else if (strcmp(kind, "access") != 0)
             goto out;
         json_t *gen = json_object_get(claims, "ocireg_gen");
-        c.generation = json_is_integer(gen) ? (uint32_t)json_integer_value(gen) : 0;
+        if (gen != NULL && (!json_is_integer(gen) || json_integer_value(gen) < 0 ||
+                            json_integer_value(gen) > (json_int_t)UINT32_MAX))
+            goto out;
+        c.generation = gen != NULL ? (uint32_t)json_integer_value(gen) : 0;
     }
     rc = parse_access(json_object_get(claims, "access"), &c);
     if (rc != AUTH_OK)
