@@ -121,6 +121,12 @@ static enum store_err install_blob(void *arg)
     return upload_install(r->up, &r->put_digest);
 }
 
+static enum store_err uninstall_blob(void *arg)
+{
+    struct request *r = arg;
+    return blobstore_blob_remove(r->srv->bs, &r->put_digest);
+}
+
 static enum MHD_Result put_done(struct request *r)
 {
     bool failed;
@@ -146,7 +152,8 @@ static enum MHD_Result put_done(struct request *r)
     }
     uint64_t size = upload_offset(r->up);
     /* the file goes into blobs/ inside the txn that records it */
-    rc = index_blob_commit(r->srv->idx, r->name, &r->put_digest, size, install_blob, r);
+    rc = index_blob_commit(r->srv->idx, r->name, &r->put_digest, size, install_blob,
+                           uninstall_blob, r);
     /* done either way: what was refused (quota) is not kept */
     discard_session(r);
     if (rc != STORE_OK)

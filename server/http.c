@@ -15,8 +15,11 @@
 #include "server/http.h"
 #include "server/httpparse.h"
 #include "server/log.h"
+#include "storage/gc.h"
 
-#define CONN_MEMORY_LIMIT (1u << 20)
+/* Per connection: large enough for 256 KiB upload chunks, small enough that hundreds of
+ * busy keep-alive connections (whose pools libmicrohttpd touches whole) stay cheap. */
+#define CONN_MEMORY_LIMIT (256u << 10)
 
 void server_config_defaults(struct server_config *cfg)
 {
@@ -437,6 +440,14 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
     return url_unescape(s);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        acceptor_connection_closed(cls, c);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -614,6 +625,8 @@ static void server_free(struct server *srv)
     if (srv == NULL)
         return;
     gc_sched_stop(srv);
+    acceptor_stop(srv);
+    acceptor_free(srv); /* the API daemon is stopped by now (or never started) */
     if (srv->admin != NULL)
         MHD_stop_daemon(srv->admin); /* closes admin_fd */
     else if (srv->admin_fd != -1)
@@ -661,6 +674,10 @@ int server_start(struct server **out, const struct server_config *cfg)
         log_error("cannot open index %s: %s (%s)", idxdir, store_strerror(rc), strerror(errno));
         goto fail;
     }
+    uint64_t orphans = 0;
+    if (gc_sweep_orphans(srv->idx, srv->bs, &orphans) == STORE_OK && orphans > 0)
+        log_info("removed %llu blob files a crash left without a record",
+                 (unsigned long long)orphans);
     if (upload_cache_new(&srv->uploads) != STORE_OK || authz_init(srv) != STORE_OK)
         goto fail;
     if (cfg->access_log != NULL) {
@@ -706,7 +723,8 @@ int server_start(struct server **out, const struct server_config *cfg)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        cfg->per_ip_limit, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        own_accept ? 0u : cfg->per_ip_limit, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         log_error("cannot start the HTTP daemon");
         goto fail;

@@ -56,6 +56,10 @@ struct server {
 /* The accept loop of the API listener (acceptor.c); stop closes nothing but its own. */
 int acceptor_start(struct server *srv, int listen_fd);
 void acceptor_stop(struct server *srv);
+/* Frees it; only once libmicrohttpd has stopped. */
+void acceptor_free(struct server *srv);
+/* libmicrohttpd closed a connection the accept loop handed over (per-address counts). */
+void acceptor_connection_closed(struct server *srv, struct MHD_Connection *c);
 
 /* The scheduled collector (gcsched.c). */
 int gc_sched_start(struct server *srv);

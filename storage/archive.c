@@ -633,12 +633,19 @@ struct plan_item {
 
 struct install_arg {
     struct staged *s;
+    struct blobstore *bs;
 };
 
 static enum store_err install(void *arg)
 {
     struct install_arg *ia = arg;
     return upload_install(ia->s->u, &ia->s->d);
+}
+
+static enum store_err uninstall(void *arg)
+{
+    struct install_arg *ia = arg;
+    return blobstore_blob_remove(ia->bs, &ia->s->d);
 }
 
 /* Stores manifest d of repo (children first) with its blobs; tag may be NULL. */
@@ -706,8 +713,8 @@ static enum store_err store_manifest(struct importer *im, const char *repo, cons
             break;
         }
         if (apply) {
-            struct install_arg ia = {b};
-            rc = index_blob_commit(im->idx, repo, &b->d, b->size, install, &ia);
+            struct install_arg ia = {b, im->bs};
+            rc = index_blob_commit(im->idx, repo, &b->d, b->size, install, uninstall, &ia);
         }
     }
     if (rc == STORE_OK && apply) {

@@ -514,3 +514,21 @@ out:
     free(op.found.d);
     return rc;
 }
+
+enum store_err gc_sweep_orphans(struct index *idx, struct blobstore *bs, uint64_t *removed)
+{
+    struct gc_options opt = {.now = UINT64_MAX / 2}; /* no grace: every file is old enough */
+    struct orphan_pass op = {idx, &opt, {NULL, 0, 0, false}, 0};
+    enum store_err rc = blobstore_blob_scan(bs, scan_blob_file, &op);
+    uint64_t n = 0;
+    for (size_t i = 0; rc == STORE_OK && i < op.found.n; i++) {
+        struct remove_arg ra = {bs, &op.found.d[i]};
+        uint64_t freed = 0;
+        /* the write lock is taken: a commit in progress elsewhere finishes first and wins */
+        if (index_gc_blob(idx, &op.found.d[i], remove_file, &ra, &freed) == STORE_OK)
+            n++;
+    }
+    free(op.found.d);
+    *removed = n;
+    return rc;
+}

@@ -43,6 +43,12 @@ struct gc_report {
 /* Progress: the phase ("repositories", "blobs", "uploads", "orphans"), done of total. */
 typedef void (*gc_progress_cb)(const char *phase, uint64_t done, uint64_t total, void *arg);
 
+/*
+ * Removes blob files no record names (left by a crash between placing a file and committing
+ * its record), whatever their age. Run at startup; *removed says how many.
+ */
+enum store_err gc_sweep_orphans(struct index *idx, struct blobstore *bs, uint64_t *removed);
+
 enum store_err gc_run(struct index *idx, struct blobstore *bs, const struct gc_options *opt,
                       struct gc_report *report, gc_progress_cb progress, void *arg);
 

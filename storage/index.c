@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <lmdb.h>
@@ -328,13 +329,30 @@ static int txn_begin(struct index *idx, bool write, MDB_txn **txn)
     return mdb_txn_begin(idx->env, NULL, write ? 0 : MDB_RDONLY, txn);
 }
 
+/*
+ * LMDB reports a write that found the disk full as EIO (a short write); ask the file system
+ * whether that is what happened, so the client hears 507 rather than 500.
+ */
+static int disk_full_or(int rc, MDB_env *env)
+{
+    const char *path = NULL;
+    struct statvfs sv;
+    if ((rc == EIO || rc == ENOSPC) && mdb_env_get_path(env, &path) == 0 &&
+        statvfs(path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < (4u << 20))
+        return ENOSPC;
+    return rc;
+}
+
 /* Commits when rc is 0, aborts otherwise; returns the final status. */
 static enum store_err txn_end(MDB_txn *txn, int rc)
 {
-    if (rc == 0)
-        return map_mdb(mdb_txn_commit(txn));
+    if (rc == 0) {
+        MDB_env *env = mdb_txn_env(txn);
+        return map_mdb(disk_full_or(mdb_txn_commit(txn), env));
+    }
+    MDB_env *env = mdb_txn_env(txn);
     mdb_txn_abort(txn);
-    return map_mdb(rc);
+    return map_mdb(disk_full_or(rc, env));
 }
 
 /* Each manifest change bumps its repository's generation: the garbage collector applies
@@ -565,7 +583,8 @@ static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uin
 }
 
 static enum store_err link_impl(struct index *idx, const char *repo, const struct digest *d,
-                                uint64_t *size, const char *from, index_hook hook, void *arg)
+                                uint64_t *size, const char *from, index_hook hook,
+                                index_hook undo, void *arg)
 {
     MDB_txn *txn;
     int rc = txn_begin(idx, true, &txn);
@@ -624,7 +643,25 @@ static enum store_err link_impl(struct index *idx, const char *repo, const struc
         rc = stored_adjust(idx, txn, repo, (int64_t)sz);
     if (rc == 0)
         rc = blob_ref(idx, txn, d, sz, +1);
+    if (rc != 0 && undo != NULL) {
+        /* refused (quota, full map): a file placed for a blob no record names goes again,
+         * still under the write lock */
+        uint64_t bsz;
+        uint32_t refs;
+        if (blob_get(idx, txn, d, &bsz, &refs) == MDB_NOTFOUND)
+            (void)undo(arg);
+    }
+    bool failed_before_commit = rc != 0;
     enum store_err err = txn_end(txn, rc);
+    if (err != STORE_OK && !failed_before_commit && undo != NULL &&
+        txn_begin(idx, true, &txn) == 0) {
+        /* the commit itself failed (a full disk): the same, in a txn of its own */
+        uint64_t bsz;
+        uint32_t refs;
+        if (blob_get(idx, txn, d, &bsz, &refs) == MDB_NOTFOUND)
+            (void)undo(arg);
+        mdb_txn_abort(txn);
+    }
     if (err == STORE_OK)
         *size = sz;
     return err;
@@ -633,13 +670,14 @@ static enum store_err link_impl(struct index *idx, const char *repo, const struc
 enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
                                uint64_t *size, const char *from)
 {
-    return link_impl(idx, repo, d, size, from, NULL, NULL);
+    return link_impl(idx, repo, d, size, from, NULL, NULL, NULL);
 }
 
 enum store_err index_blob_commit(struct index *idx, const char *repo, const struct digest *d,
-                                 uint64_t size, index_hook install, void *arg)
+                                 uint64_t size, index_hook install, index_hook uninstall,
+                                 void *arg)
 {
-    return link_impl(idx, repo, d, &size, NULL, install, arg);
+    return link_impl(idx, repo, d, &size, NULL, install, uninstall, arg);
 }
 
 enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,
