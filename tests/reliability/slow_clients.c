@@ -1,0 +1,382 @@
+/*
+ * slow_clients: slow, idle and too many connections.
+ *
+ * A. --conn-timeout 3: a slowloris connection that sends its request one byte per second
+ *    (and never finishes its headers) is closed within a bounded time, as are a connection
+ *    that never sends anything, one that stops half-way through its headers, and an idle
+ *    keep-alive connection after a request.
+ * B. --per-ip-limit 0: while 300 idle connections are open (100 that never sent anything,
+ *    100 half-way through their headers, 100 idle keep-alive after a request), other clients
+ *    get fast answers (GET /v2/, a blob pushed and pulled, a manifest pushed and pulled), and
+ *    the idle connections are still served when they finish their requests.
+ * C. --per-ip-limit 50: with 50 connections from 127.0.0.1 held open, the 51st is refused
+ *    (closed, or answered 429/503) instead of served; the 50 still work; once they close, new
+ *    requests succeed. Held twice: connections that made a request and stay open
+ *    (keep-alive), and connections that have not sent anything yet.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/check.h"
+#include "tests/reliability/rel.h"
+
+static int failures;
+
+#define FAILED(...)                                                                                \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);                                      \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        failures++;                                                                                \
+    } while (0)
+
+static const char GET_V2[] = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+static const char GET_V2_HEAD[] = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+
+static int connect_to(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd != -1);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        FAILF("connect to 127.0.0.1:%u: %s", port, strerror(errno));
+    return fd;
+}
+
+static bool send_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/*
+ * Reads one HTTP response (headers and a Content-Length body) within timeout_ms. Returns its
+ * status, 0 when the server closed or reset the connection first, -1 on timeout.
+ */
+static int read_response(int fd, int timeout_ms)
+{
+    char buf[8192];
+    size_t len = 0;
+    double until = rel_now() + timeout_ms / 1000.0;
+    for (;;) {
+        char *end = len > 0 ? strstr(buf, "\r\n\r\n") : NULL;
+        if (end != NULL) {
+            int status = 0;
+            if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+                return 0;
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t body = cl != NULL && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+            if (len >= (size_t)(end + 4 - buf) + body)
+                return status;
+        }
+        int left = (int)((until - rel_now()) * 1000);
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        if (len + 1 >= sizeof(buf))
+            return 0;
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        if (n <= 0)
+            return 0;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+}
+
+/* True when the peer has closed (or reset) the connection; nothing is consumed otherwise. */
+static bool peer_closed(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
+        return true;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static double conn_limit_s(void)
+{
+    return rel_sanitized() ? 3.0 : 1.0;
+}
+
+/* ---- A: slow and idle connections with --conn-timeout 3 ---- */
+
+enum { P_SLOWLORIS, P_IDLE, P_HALF, P_KEEPALIVE, P_N };
+static const char *const probe_names[P_N] = {
+    "slowloris (one header byte a second, never done)", "connected, never sends",
+    "stops half-way through its headers", "idle keep-alive after a request"};
+
+static void part_a(void)
+{
+    const int timeout = 3;
+    struct srv s = {.log_to_file = true};
+    srv_start(&s, (const char *const[]){"--conn-timeout", "3", NULL});
+    fprintf(stderr, "A: server directory %s, --conn-timeout %d\n", s.dir, timeout);
+    int fd[P_N];
+    double closed_at[P_N];
+    double t0 = rel_now();
+    for (int i = 0; i < P_N; i++) {
+        fd[i] = connect_to(s.port);
+        closed_at[i] = -1;
+    }
+    CHECK(send_all(fd[P_HALF], GET_V2_HEAD, strlen(GET_V2_HEAD)));
+    CHECK(send_all(fd[P_KEEPALIVE], GET_V2, strlen(GET_V2)));
+    CHECK_INT(read_response(fd[P_KEEPALIVE], 5000), ==, 200);
+    static const char slow[] = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    size_t sent = 0;
+    const double give_up = 16;
+    double next_byte = t0;
+    int open = P_N;
+    while (open > 0 && rel_now() - t0 < give_up) {
+        double now = rel_now();
+        if (closed_at[P_SLOWLORIS] < 0 && now >= next_byte) {
+            if (sent < sizeof(slow) - 1 && !send_all(fd[P_SLOWLORIS], slow + sent, 1))
+                closed_at[P_SLOWLORIS] = now - t0;
+            sent++;
+            next_byte += 1.0;
+        }
+        for (int i = 0; i < P_N; i++)
+            if (closed_at[i] < 0 && peer_closed(fd[i]))
+                closed_at[i] = rel_now() - t0;
+        open = 0;
+        struct pollfd p[P_N];
+        int np = 0;
+        for (int i = 0; i < P_N; i++)
+            if (closed_at[i] < 0) {
+                open++;
+                p[np++] = (struct pollfd){.fd = fd[i], .events = POLLIN | POLLRDHUP};
+            }
+        /* wait for a close, at most until the next byte is due */
+        int wait_ms = (int)((next_byte - rel_now()) * 1000);
+        if (open > 0)
+            (void)poll(p, (nfds_t)np, wait_ms > 0 ? wait_ms : 0);
+    }
+    double bound = 2.0 * timeout + 2; /* the timeout, a sweep, and slack */
+    for (int i = 0; i < P_N; i++) {
+        if (closed_at[i] < 0)
+            fprintf(stderr, "  %-50s still open after %.0f s (%zu bytes sent)\n", probe_names[i],
+                    give_up, i == P_SLOWLORIS ? sent : 0);
+        else
+            fprintf(stderr, "  %-50s closed after %.1f s\n", probe_names[i], closed_at[i]);
+        if (closed_at[i] < 0 || closed_at[i] > bound)
+            FAILED("A: a connection that is %s must be closed within %.0f s of --conn-timeout "
+                   "%d",
+                   probe_names[i], bound, timeout);
+        close(fd[i]);
+    }
+    struct resp *r = http(&s, "GET", "/v2/", NULL, NULL, 0);
+    CHECK_INT(r->status, ==, 200);
+    resp_free(r);
+    srv_stop(&s);
+    srv_cleanup(&s);
+}
+
+/* ---- B: 300 idle connections, other clients answered fast ---- */
+
+static double timed_status(struct srv *s, const char *method, const char *path,
+                           const char *const *hdrs, const void *body, size_t len, long want)
+{
+    double t = rel_now();
+    struct resp *r = http(s, method, path, hdrs, body, len);
+    t = rel_now() - t;
+    if (r->status != want)
+        FAILED("B: %s %s: %ld, want %ld", method, path, r->status, want);
+    resp_free(r);
+    return t;
+}
+
+static void part_b(void)
+{
+    struct srv s = {.log_to_file = true};
+    srv_start(&s, (const char *const[]){"--per-ip-limit", "0", "--conn-timeout", "60", NULL});
+    fprintf(stderr, "B: server directory %s, --per-ip-limit 0\n", s.dir);
+    int before = rel_fd_count(s.pid);
+    enum { N = 300 };
+    int fd[N];
+    for (int i = 0; i < N; i++) {
+        fd[i] = connect_to(s.port);
+        if (i % 3 == 1) {
+            CHECK(send_all(fd[i], GET_V2_HEAD, strlen(GET_V2_HEAD)));
+        } else if (i % 3 == 2) {
+            CHECK(send_all(fd[i], GET_V2, strlen(GET_V2)));
+            int st = read_response(fd[i], 10000);
+            if (st != 200)
+                FAILF("B: connection %d of %d: GET /v2/ got %d", i + 1, N, st);
+        }
+    }
+    /* the server holds them all (the accept loop or libmicrohttpd) */
+    double until = rel_now() + 5;
+    int held = rel_fd_count(s.pid);
+    while (held < before + N && rel_now() < until) {
+        struct timespec tick = {0, 10 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+        held = rel_fd_count(s.pid);
+    }
+    fprintf(stderr, "  server fds: %d before, %d with %d idle connections\n", before, held, N);
+    if (held < before + N)
+        FAILED("B: the server holds %d descriptors, want at least %d", held, before + N);
+
+    double worst = 0, t;
+    for (int i = 0; i < 20; i++) {
+        t = timed_status(&s, "GET", "/v2/", NULL, NULL, 0, 200);
+        worst = t > worst ? t : worst;
+    }
+    unsigned char blob[65536];
+    uint64_t seed = 42;
+    rel_fill(&seed, blob, sizeof(blob));
+    char digest[72], path[256], cfgd[72];
+    sha256_str(blob, sizeof(blob), digest);
+    snprintf(path, sizeof(path), "/v2/busy/app/blobs/uploads/?digest=%s", digest);
+    t = timed_status(&s, "POST", path, (const char *[]){"Content-Type: application/octet-stream",
+                                                        NULL},
+                     blob, sizeof(blob), 201);
+    worst = t > worst ? t : worst;
+    snprintf(path, sizeof(path), "/v2/busy/app/blobs/%s", digest);
+    t = timed_status(&s, "GET", path, NULL, NULL, 0, 200);
+    worst = t > worst ? t : worst;
+    push_blob_data(&s, "busy/app", "{}", 2, cfgd);
+    const char *ld[1] = {digest};
+    size_t ll[1] = {sizeof(blob)};
+    char body[1024];
+    size_t n = rel_manifest(body, sizeof(body), cfgd, 2, ld, ll, 1, NULL);
+    t = timed_status(&s, "PUT", "/v2/busy/app/manifests/v1",
+                     (const char *[]){"Content-Type: " MT_MANIFEST, NULL}, body, n, 201);
+    worst = t > worst ? t : worst;
+    t = timed_status(&s, "GET", "/v2/busy/app/manifests/v1",
+                     (const char *[]){"Accept: " MT_MANIFEST, NULL}, NULL, 0, 200);
+    worst = t > worst ? t : worst;
+    fprintf(stderr, "  slowest answer to another client: %.3f s\n", worst);
+    if (worst > conn_limit_s())
+        FAILED("B: with %d idle connections open, an answer took %.3f s (limit %.1f s)", N, worst,
+               conn_limit_s());
+
+    /* the idle ones were held, not dropped: each finishes its request and is served */
+    int dropped = 0, unserved = 0;
+    for (int i = 0; i < N; i++)
+        if (peer_closed(fd[i]))
+            dropped++;
+    for (int i = 0; i < N; i++) {
+        bool ok = i % 3 == 1 ? send_all(fd[i], "\r\n", 2) : send_all(fd[i], GET_V2, strlen(GET_V2));
+        if (!ok || read_response(fd[i], 10000) != 200)
+            unserved++;
+        close(fd[i]);
+    }
+    fprintf(stderr, "  idle connections: %d closed by the server, %d not served afterwards\n",
+            dropped, unserved);
+    if (dropped > 0 || unserved > 0)
+        FAILED("B: %d of the %d idle connections were dropped, %d not served", dropped, N,
+               unserved);
+    srv_stop(&s);
+    srv_cleanup(&s);
+}
+
+/* ---- C: --per-ip-limit 50 ---- */
+
+/* GET /v2/ on a new connection: its status, 0 refused (closed/reset), -1 no answer. */
+static int fresh_get(unsigned port, int timeout_ms)
+{
+    int fd = connect_to(port);
+    int st = send_all(fd, GET_V2, strlen(GET_V2)) ? read_response(fd, timeout_ms) : 0;
+    close(fd);
+    return st;
+}
+
+static void per_ip_round(struct srv *s, bool with_request)
+{
+    const char *how = with_request ? "after a request (keep-alive)" : "without sending anything";
+    enum { LIMIT = 50 };
+    int fd[LIMIT];
+    for (int i = 0; i < LIMIT; i++) {
+        fd[i] = connect_to(s->port);
+        if (with_request) {
+            CHECK(send_all(fd[i], GET_V2, strlen(GET_V2)));
+            int st = read_response(fd[i], 10000);
+            if (st != 200)
+                FAILF("C: held connection %d of %d: GET /v2/ got %d", i + 1, LIMIT, st);
+        }
+    }
+    int st = fresh_get(s->port, 5000);
+    fprintf(stderr, "  51st connection while 50 are held %s: %s %d\n", how,
+            st > 0 ? "answered" : st == 0 ? "refused (closed)" : "no answer within 5 s", st);
+    if (st != 0 && st != 429 && st != 503)
+        FAILED("C: with %d connections held %s, the 51st from 127.0.0.1 got %d (want it "
+               "refused: closed, 429 or 503)",
+               LIMIT, how, st);
+    /* the held ones still work */
+    int broken = 0;
+    for (int i = 0; i < LIMIT; i++) {
+        if (!send_all(fd[i], GET_V2, strlen(GET_V2)) || read_response(fd[i], 10000) != 200)
+            broken++;
+        close(fd[i]);
+    }
+    if (broken > 0)
+        FAILED("C: %d of the %d held connections (%s) failed their next request", broken, LIMIT,
+               how);
+    /* once they are closed, new requests succeed (the server may take a moment to see it) */
+    double until = rel_now() + 5;
+    int ok = 0;
+    while (ok < 5 && rel_now() < until) {
+        st = fresh_get(s->port, 5000);
+        if (st == 200)
+            ok++;
+    }
+    if (ok < 5)
+        FAILED("C: after the %d held connections closed, new requests still fail (%d)", LIMIT,
+               st);
+}
+
+static void part_c(void)
+{
+    struct srv s = {.log_to_file = true};
+    srv_start(&s, (const char *const[]){"--per-ip-limit", "50", "--conn-timeout", "60", NULL});
+    fprintf(stderr, "C: server directory %s, --per-ip-limit 50\n", s.dir);
+    per_ip_round(&s, true);
+    per_ip_round(&s, false);
+    srv_stop(&s);
+    srv_cleanup(&s);
+}
+
+int main(void)
+{
+    double t0 = rel_now();
+    /* 300+ connections here and in the server (it inherits the limit) */
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    if (rl.rlim_cur < 4096 && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    }
+    double t = rel_now();
+    part_a();
+    fprintf(stderr, "A took %.1f s\n", rel_now() - t);
+    t = rel_now();
+    part_b();
+    fprintf(stderr, "B took %.1f s\n", rel_now() - t);
+    t = rel_now();
+    part_c();
+    fprintf(stderr, "C took %.1f s\n", rel_now() - t);
+    if (failures > 0)
+        FAILF("%d checks failed (above)", failures);
+    fprintf(stderr, "slow_clients: PASS in %.1f s\n", rel_now() - t0);
+    return 0;
+}
