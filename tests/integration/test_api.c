@@ -784,6 +784,13 @@ static void test_cut_chunks_keep_acked_data(void)
     finish_upload(loc, "0123456789ab");
 }
 
+static struct resp *req_ok_base(void)
+{
+    struct resp *r = req("GET", "/v2/", NULL, NULL, 0);
+    EXPECT(r, 200, NULL);
+    return r;
+}
+
 /* Ambiguous framing and malformed requests are refused; the server stays up. */
 static void test_raw_framing(void)
 {
@@ -801,6 +808,45 @@ static void test_raw_framing(void)
     free(out);
     struct resp *r = req("GET", "/v2/", NULL, NULL, 0);
     EXPECT(r, 200, NULL);
+    resp_free(r);
+    CHECK_INT(count_files(S.root, "uploads"), ==, 0);
+}
+
+/* Content-Length lying short, and headers far too large: refused or served, never a crash. */
+static void test_hostile_lengths_and_headers(void)
+{
+    /* declares 5 bytes, sends 12: the rest is read as the next request, which is garbage */
+    static const char short_cl[] = "POST /v2/lie/blobs/uploads/?digest=sha256:"
+                                   "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+                                   " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGARBAGE\r\n\r\n";
+    char *out = raw_exchange(&S, short_cl, sizeof(short_cl) - 1, true);
+    CHECK(strncmp(out, "HTTP/1.1 201", 12) == 0); /* the 5 bytes it declared are the blob */
+    free(out);
+    /* a 100 KB header value and 10,000 headers */
+    size_t big = 100 * 1024 + 256;
+    char *req = malloc(big);
+    CHECK(req != NULL);
+    int n = snprintf(req, big, "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + n, 'a', 100 * 1024);
+    n += 100 * 1024;
+    n += snprintf(req + n, big - (size_t)n, "\r\n\r\n");
+    out = raw_exchange(&S, req, (size_t)n, true);
+    CHECK(strncmp(out, "HTTP/1.1 431", 12) == 0 || strncmp(out, "HTTP/1.1 413", 12) == 0 ||
+          strncmp(out, "HTTP/1.1 200", 12) == 0 || out[0] == '\0');
+    free(out);
+    free(req);
+    size_t many = 10000 * 12 + 64;
+    req = malloc(many);
+    CHECK(req != NULL);
+    n = snprintf(req, many, "GET /v2/ HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 10000; i++)
+        n += snprintf(req + n, many - (size_t)n, "X-%05d: 1\r\n", i);
+    n += snprintf(req + n, many - (size_t)n, "\r\n");
+    out = raw_exchange(&S, req, (size_t)n, true);
+    free(out);
+    free(req);
+    /* still up, and nothing stored by any of it but the honest 5 bytes */
+    struct resp *r = req_ok_base();
     resp_free(r);
     CHECK_INT(count_files(S.root, "uploads"), ==, 0);
 }
@@ -825,6 +871,7 @@ int main(void)
     RUN(test_deletes);
     RUN(test_cut_chunks_keep_acked_data);
     RUN(test_raw_framing);
+    RUN(test_hostile_lengths_and_headers);
     RUN(test_restart_keeps_state);
     srv_cleanup(&S);
     return 0;
