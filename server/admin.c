@@ -174,8 +174,45 @@ static int usage_one(const char *name, const struct index_usage *u, void *arg)
     return 0;
 }
 
+static int user_one(const char *name, const struct index_usage *u, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:s, s:I, s:I, s:I, s:I}", "user", name,
+                                         "ingress_bytes", (json_int_t)u->ingress_bytes,
+                                         "egress_bytes", (json_int_t)u->egress_bytes, "pulls",
+                                         (json_int_t)u->pulls, "pushes", (json_int_t)u->pushes));
+    return 0;
+}
+
+/* /admin/usage?users: the transfer figures per authenticated user. */
+static enum MHD_Result admin_usage_users(struct server *srv, struct MHD_Connection *c)
+{
+    json_t *arr = json_array();
+    bool more;
+    (void)index_usage_list(srv->idx, 'u', NULL, SIZE_MAX, user_one, arr, &more);
+    json_t *body = json_pack("{s:o}", "users", arr);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL)
+        return admin_text(c, 500, "out of memory\n");
+    return admin_reply(c, 200, "application/json", text, strlen(text), NULL);
+}
+
+static enum MHD_Result has_users_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcmp(key, "users") == 0)
+        *(bool *)cls = true;
+    return MHD_YES;
+}
+
 static enum MHD_Result admin_usage(struct server *srv, struct MHD_Connection *c)
 {
+    bool users = false; /* "?users" has no value: look for the key itself */
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, has_users_arg, &users);
+    if (users)
+        return admin_usage_users(srv, c);
     const char *repo = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "repository");
     const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "n");
     const char *last = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "last");

@@ -90,6 +90,7 @@ struct common {
     const char *ttl;
     const char *service;
     bool json;
+    bool users;
     const char *since;
     const char *quota;
     const char *mutability;
@@ -105,6 +106,7 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
         {"root", required_argument, NULL, 'r'}, {"robot", no_argument, NULL, 'b'},
         {"ttl", required_argument, NULL, 't'},  {"service", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},       {"since", required_argument, NULL, 'S'},
+        {"users", no_argument, NULL, 'U'},
         {"quota", required_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
         {"tag-mutability", required_argument, NULL, 'M'},
         {"exclude", required_argument, NULL, 'x'},
@@ -133,6 +135,9 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
             break;
         case 'j':
             c->json = true;
+            break;
+        case 'U':
+            c->users = true;
             break;
         case 'S':
             c->since = optarg;
@@ -380,14 +385,15 @@ int cli_login_password(int argc, char **argv)
 /* ---- usage and quotas ---- */
 
 static const char usage_usage[] =
-    "usage: ocireg usage [--json] [--since WHEN] [REPO...] [--root DIR]\n"
+    "usage: ocireg usage [--json] [--since WHEN] [--users] [REPO...] [--root DIR]\n"
     "\n"
     "Per-repository figures for billing: stored bytes (distinct blobs and manifests the\n"
     "repository references), exclusive bytes (what deleting it would free), ingress and egress\n"
     "bytes, pulls (manifest GETs) and pushes (manifest PUTs); then the registry's totals.\n"
     "Works while the server runs (its transfer counters reach the index every second).\n"
     "--since WHEN reports transfer counters as deltas from the hourly snapshot at or before\n"
-    "WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC), or a duration ago (36h, 30d).\n";
+    "WHEN: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC), or a duration ago (36h, 30d).\n"
+    "--users reports the transfer counters per authenticated user instead.\n";
 
 static const char usage_repo[] =
     "usage: ocireg repo set REPO [--quota BYTES] [--tag-mutability immutable|mutable\n"
@@ -515,6 +521,31 @@ static int usage_row(const char *name, const struct index_usage *u, void *arg)
     return 0;
 }
 
+static int user_row(const char *name, const struct index_usage *now, void *arg)
+{
+    struct usage_out *o = arg;
+    struct index_usage u = *now, base = {0};
+    uint64_t at = 0;
+    if (o->since && index_snapshot_get(o->idx, o->since_hour, 'u', name, &base, &at) == STORE_OK) {
+        u.ingress_bytes -= base.ingress_bytes <= u.ingress_bytes ? base.ingress_bytes : 0;
+        u.egress_bytes -= base.egress_bytes <= u.egress_bytes ? base.egress_bytes : 0;
+        u.pulls -= base.pulls <= u.pulls ? base.pulls : 0;
+        u.pushes -= base.pushes <= u.pushes ? base.pushes : 0;
+    }
+    if (o->json)
+        printf("%s{\"user\":\"%s\",\"ingress_bytes\":%llu,\"egress_bytes\":%llu,"
+               "\"pulls\":%llu,\"pushes\":%llu}",
+               o->count ? "," : "", name, (unsigned long long)u.ingress_bytes,
+               (unsigned long long)u.egress_bytes, (unsigned long long)u.pulls,
+               (unsigned long long)u.pushes);
+    else
+        printf("%-40s %14llu %14llu %8llu %8llu\n", name, (unsigned long long)u.ingress_bytes,
+               (unsigned long long)u.egress_bytes, (unsigned long long)u.pulls,
+               (unsigned long long)u.pushes);
+    o->count++;
+    return 0;
+}
+
 int cli_usage(int argc, char **argv)
 {
     struct common c;
@@ -538,6 +569,18 @@ int cli_usage(int argc, char **argv)
     o.idx = open_index(c.root);
     if (o.idx == NULL)
         return 1;
+    if (c.users) {
+        bool more;
+        if (c.json)
+            printf("{\"users\":[");
+        else
+            printf("%-40s %14s %14s %8s %8s\n", "USER", "INGRESS", "EGRESS", "PULLS", "PUSHES");
+        enum store_err urc = index_usage_list(o.idx, 'u', NULL, SIZE_MAX, user_row, &o, &more);
+        if (c.json)
+            printf("]}\n");
+        index_close(o.idx);
+        return urc == STORE_OK ? 0 : 1;
+    }
     if (c.json)
         printf("{\"repositories\":[");
     else

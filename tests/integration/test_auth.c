@@ -596,6 +596,24 @@ static void test_basic_mode(void)
     resp_free(r);
 }
 
+/* Transfer figures per authenticated user (flushed within a second or so). */
+static void test_usage_per_user(void)
+{
+    char out[4096];
+    for (int i = 0;; i++) {
+        if (i == 500)
+            fprintf(stderr, "usage --users printed: %s\n", out);
+        CHECK(i < 500);
+        CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                          (const char *[]){"usage", "--users", "--json", NULL}),
+                  ==, 0);
+        const char *alice = strstr(out, "\"user\":\"alice\",\"ingress_bytes\":");
+        if (alice != NULL && alice[sizeof("\"user\":\"alice\",\"ingress_bytes\":") - 1] != '0')
+            break;
+        usleep(20000);
+    }
+}
+
 static void test_no_secrets_in_log(void)
 {
     char path[256];
@@ -644,6 +662,7 @@ int main(void)
     RUN(test_login_password);
     RUN(test_bad_tokens);
     RUN(test_basic_mode);
+    RUN(test_usage_per_user);
     RUN(test_no_secrets_in_log);
     srv_cleanup(&S);
     unlink(es_pem);
