@@ -48,6 +48,7 @@ mkdir -p "$E2E_DIR/root"
     --admin-port-file "$E2E_DIR/admin0" --access-log "$E2E_DIR/access.log" --log-level warn \
     2>>"$E2E_DIR/server.log" &
 alog_pid=$!
+on_exit "kill -KILL $alog_pid"
 deadline=$((SECONDS + 20))
 until [ -s "$E2E_DIR/aport0" ] && [ -s "$E2E_DIR/admin0" ]; do
     [ "$SECONDS" -lt "$deadline" ] || fail "no port files"
