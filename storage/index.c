@@ -732,6 +732,21 @@ enum store_err index_upload_put(struct index *idx, const char *id, const struct 
     return txn_end(txn, rc);
 }
 
+/* An upload record into *out (written only when it decodes). */
+static bool upload_decode(const MDB_val *v, struct index_upload *out)
+{
+    struct index_upload u;
+    struct rrec r = rrec_of(v);
+    uint8_t alg = get_u8(&r);
+    u.alg = alg == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
+    u.created = get_u64(&r);
+    get_str(&r, u.repo, sizeof(u.repo));
+    if (r.bad)
+        return false;
+    *out = u;
+    return true;
+}
+
 enum store_err index_upload_get(struct index *idx, const char *id, struct index_upload *out)
 {
     MDB_txn *txn;
@@ -742,18 +757,8 @@ enum store_err index_upload_get(struct index *idx, const char *id, struct index_
     key1(&k, id);
     MDB_val v;
     rc = mdb_get(txn, idx->db[DB_UPLOADS], &k.val, &v);
-    if (rc == 0) {
-        struct index_upload u;
-        struct rrec r = rrec_of(&v);
-        uint8_t alg = get_u8(&r);
-        u.alg = alg == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
-        u.created = get_u64(&r);
-        get_str(&r, u.repo, sizeof(u.repo));
-        if (r.bad)
-            rc = MDB_CORRUPTED;
-        else
-            *out = u;
-    }
+    if (rc == 0)
+        rc = upload_decode(&v, out) ? 0 : MDB_CORRUPTED;
     mdb_txn_abort(txn);
     return map_mdb(rc);
 }
@@ -1352,15 +1357,19 @@ enum store_err index_kv_del_prefix(struct index *idx, enum index_table t, const 
     return txn_end(txn, rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc);
 }
 
-enum store_err index_kv_scan(struct index *idx, enum index_table t, const void *prefix,
-                             size_t plen, index_kv_cb cb, void *arg)
+/*
+ * Visits, in one read txn and in key order, the entries of db whose key starts with prefix
+ * (plen 0: all); cb gets BORROWED key and value and stops the walk by returning non-zero.
+ */
+static enum store_err scan_prefix(struct index *idx, enum dbi db, const void *prefix, size_t plen,
+                                  index_kv_cb cb, void *arg)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
     int rc = txn_begin(idx, false, &txn);
     if (rc != 0)
         return map_mdb(rc);
-    rc = mdb_cursor_open(txn, idx->db[kv_db(t)], &cur);
+    rc = mdb_cursor_open(txn, idx->db[db], &cur);
     if (rc != 0) {
         mdb_txn_abort(txn);
         return map_mdb(rc);
@@ -1375,6 +1384,12 @@ enum store_err index_kv_scan(struct index *idx, enum index_table t, const void *
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+}
+
+enum store_err index_kv_scan(struct index *idx, enum index_table t, const void *prefix,
+                             size_t plen, index_kv_cb cb, void *arg)
+{
+    return scan_prefix(idx, kv_db(t), prefix, plen, cb, arg);
 }
 
 /* ---- usage ---- */
@@ -1944,37 +1959,31 @@ enum store_err index_gc_repo(struct index *idx, const char *repo, uint64_t gen,
     return txn_end(txn, rc);
 }
 
+struct typed_scan {
+    void *cb;
+    void *arg;
+};
+
+static int visit_blob(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct typed_scan *ts = arg;
+    char dg[DIGEST_STR_MAX];
+    if (klen >= sizeof(dg))
+        return 0;
+    memcpy(dg, key, klen);
+    dg[klen] = '\0';
+    MDB_val v = {vlen, (void *)val};
+    struct rrec r = rrec_of(&v);
+    uint64_t size = get_u64(&r);
+    uint32_t refs = get_u32(&r);
+    uint64_t created = get_u64(&r);
+    return r.bad ? 0 : ((index_blob_cb)ts->cb)(dg, size, refs, created, ts->arg);
+}
+
 enum store_err index_blobs_scan(struct index *idx, index_blob_cb cb, void *arg)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = txn_begin(idx, false, &txn);
-    if (rc != 0)
-        return map_mdb(rc);
-    rc = mdb_cursor_open(txn, idx->db[DB_BLOBS], &cur);
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return map_mdb(rc);
-    }
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        char dg[DIGEST_STR_MAX];
-        if (k.mv_size < sizeof(dg)) {
-            memcpy(dg, k.mv_data, k.mv_size);
-            dg[k.mv_size] = '\0';
-            struct rrec r = rrec_of(&v);
-            uint64_t size = get_u64(&r);
-            uint32_t refs = get_u32(&r);
-            uint64_t created = get_u64(&r);
-            if (!r.bad && cb(dg, size, refs, created, arg) != 0)
-                break;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+    struct typed_scan ts = {(void *)cb, arg};
+    return scan_prefix(idx, DB_BLOBS, "", 0, visit_blob, &ts);
 }
 
 enum store_err index_gc_blob(struct index *idx, const struct digest *d, index_hook remove_file,
@@ -2029,39 +2038,23 @@ bool index_blob_known(struct index *idx, const struct digest *d)
     return rc != MDB_NOTFOUND;
 }
 
+static int visit_upload(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct typed_scan *ts = arg;
+    char id[UPLOAD_ID_LEN + 1];
+    struct index_upload u;
+    MDB_val v = {vlen, (void *)val};
+    if (klen != UPLOAD_ID_LEN || !upload_decode(&v, &u))
+        return 0;
+    memcpy(id, key, UPLOAD_ID_LEN);
+    id[UPLOAD_ID_LEN] = '\0';
+    return ((index_upload_cb)ts->cb)(id, &u, ts->arg);
+}
+
 enum store_err index_uploads_scan(struct index *idx, index_upload_cb cb, void *arg)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = txn_begin(idx, false, &txn);
-    if (rc != 0)
-        return map_mdb(rc);
-    rc = mdb_cursor_open(txn, idx->db[DB_UPLOADS], &cur);
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return map_mdb(rc);
-    }
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        char id[UPLOAD_ID_LEN + 1];
-        if (k.mv_size == UPLOAD_ID_LEN) {
-            memcpy(id, k.mv_data, UPLOAD_ID_LEN);
-            id[UPLOAD_ID_LEN] = '\0';
-            struct index_upload u;
-            struct rrec r = rrec_of(&v);
-            uint8_t alg = get_u8(&r);
-            u.alg = alg == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
-            u.created = get_u64(&r);
-            get_str(&r, u.repo, sizeof(u.repo));
-            if (!r.bad && cb(id, &u, arg) != 0)
-                break;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return map_mdb(rc == MDB_NOTFOUND ? 0 : rc);
+    struct typed_scan ts = {(void *)cb, arg};
+    return scan_prefix(idx, DB_UPLOADS, "", 0, visit_upload, &ts);
 }
 
 /* ---- whole repositories ---- */
