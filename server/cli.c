@@ -113,8 +113,7 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
         {NULL, 0, NULL, 0},
     };
     memset(c, 0, sizeof(*c));
-    const char *env = getenv("OCIREG_ROOT");
-    c->root = env != NULL && env[0] != '\0' ? env : "./data";
+    c->root = cli_default_root();
     c->service = "ocireg";
     optind = 1;
     opterr = 0;
@@ -173,7 +172,13 @@ static int parse_common(int argc, char **argv, struct common *c, const char *usa
     return -1;
 }
 
-static struct index *open_index(const char *root)
+const char *cli_default_root(void)
+{
+    const char *env = getenv("OCIREG_ROOT");
+    return env != NULL && env[0] != '\0' ? env : "./data";
+}
+
+struct index *cli_open_index(const char *root)
 {
     char dir[4096];
     int n = snprintf(dir, sizeof(dir), "%s/index", root);
@@ -244,7 +249,7 @@ int cli_user(int argc, char **argv)
                 name);
         return 2;
     }
-    struct index *idx = open_index(c.root);
+    struct index *idx = cli_open_index(c.root);
     if (idx == NULL)
         return 1;
     int ret = 0;
@@ -292,7 +297,7 @@ int cli_grant(int argc, char **argv)
         fprintf(stderr, "ocireg: invalid repository pattern '%s'\n", c.pos[1]);
         return 2;
     }
-    struct index *idx = open_index(c.root);
+    struct index *idx = cli_open_index(c.root);
     if (idx == NULL)
         return 1;
     int ret = report(auth_grant(idx, c.pos[0], c.pos[1], actions), "cannot grant to", c.pos[0]);
@@ -310,7 +315,7 @@ int cli_revoke(int argc, char **argv)
         fputs(usage_grant, stderr);
         return 2;
     }
-    struct index *idx = open_index(c.root);
+    struct index *idx = cli_open_index(c.root);
     if (idx == NULL)
         return 1;
     int ret = report(auth_revoke(idx, c.pos[0], c.pos[1]), "no such grant for", c.pos[0]);
@@ -337,7 +342,7 @@ int cli_grants(int argc, char **argv)
         fputs(usage_grant, stderr);
         return 2;
     }
-    struct index *idx = open_index(c.root);
+    struct index *idx = cli_open_index(c.root);
     if (idx == NULL)
         return 1;
     int ret = report(auth_grant_list(idx, c.npos ? c.pos[0] : NULL, print_grant, NULL),
@@ -357,7 +362,7 @@ int cli_login_password(int argc, char **argv)
         fputs(usage_login, stderr);
         return 2;
     }
-    struct index *idx = open_index(c.root);
+    struct index *idx = cli_open_index(c.root);
     if (idx == NULL)
         return 1;
     struct auth_user u;
@@ -566,7 +571,7 @@ int cli_usage(int argc, char **argv)
             fprintf(stderr, "ocireg: invalid repository name '%s'\n", c.pos[i]);
             return 2;
         }
-    o.idx = open_index(c.root);
+    o.idx = cli_open_index(c.root);
     if (o.idx == NULL)
         return 1;
     if (c.users) {
@@ -662,7 +667,7 @@ static int repo_policy(const struct common *c)
             return 1;
         }
     }
-    struct index *idx = open_index(c->root);
+    struct index *idx = cli_open_index(c->root);
     if (idx == NULL) {
         free(text);
         return 1;
@@ -721,7 +726,7 @@ int cli_repo(int argc, char **argv)
         }
         snprintf(pol.exclude[pol.nexclude++], sizeof(pol.exclude[0]), "%s", c.exclude[i]);
     }
-    struct index *idx = open_index(c.root);
+    struct index *idx = cli_open_index(c.root);
     if (idx == NULL)
         return 1;
     enum store_err rc = STORE_OK;
@@ -779,8 +784,7 @@ int cli_gc(int argc, char **argv)
         {"as-of", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("OCIREG_ROOT");
-    const char *root = env != NULL && env[0] != '\0' ? env : "./data";
+    const char *root = cli_default_root();
     struct gc_options opt = {.grace = 3600,
                              .upload_max_age = 86400,
                              .now = (uint64_t)time(NULL),
@@ -837,7 +841,7 @@ bad:
 
 int gc_execute(const char *root, const struct gc_options *opt, bool json)
 {
-    struct index *idx = open_index(root);
+    struct index *idx = cli_open_index(root);
     if (idx == NULL)
         return 1;
     struct blobstore *bs = NULL;
@@ -932,8 +936,7 @@ int cli_fsck(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("OCIREG_ROOT");
-    const char *root = env != NULL && env[0] != '\0' ? env : "./data";
+    const char *root = cli_default_root();
     bool repair = false;
     struct fsck_out o = {false, 0};
     optind = 1;
@@ -962,7 +965,7 @@ int cli_fsck(int argc, char **argv)
         fprintf(stderr, "ocireg: bad arguments\n%s", usage_fsck);
         return 2;
     }
-    struct index *idx = open_index(root);
+    struct index *idx = cli_open_index(root);
     if (idx == NULL)
         return 1;
     struct blobstore *bs = NULL;

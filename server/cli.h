@@ -8,6 +8,13 @@
 
 #include "storage/gc.h"
 
+struct index;
+
+/* The storage root when --root is not given: $OCIREG_ROOT, else ./data. */
+const char *cli_default_root(void);
+/* Opens ROOT/index (creating ROOT), or prints why not and returns NULL. OWNED. */
+struct index *cli_open_index(const char *root);
+
 /* Each takes argv[0] = its own name; returns the process exit status. */
 int cli_user(int argc, char **argv);
 int cli_grant(int argc, char **argv);

@@ -14,8 +14,6 @@
 #include "storage/blobstore.h"
 #include "storage/index.h"
 
-#define MAP_SIZE ((uint64_t)64 << 30)
-
 static const char usage_export[] =
     "usage: ocireg export [REPO[:TAG]...] -o FILE.tar.zst [--threads N] [--root DIR]\n"
     "\n"
@@ -42,21 +40,16 @@ static const char usage_backup[] =
     "filesystem, else copies) and the token signing keys. 'ocireg serve --root DIR' serves\n"
     "it as it was.\n";
 
-static const char *default_root(void)
-{
-    const char *env = getenv("OCIREG_ROOT");
-    return env != NULL && env[0] != '\0' ? env : "./data";
-}
-
+/* The index (cli_open_index) and the blob store of root; false after saying why not. */
 static bool open_storage(const char *root, struct index **idx, struct blobstore **bs)
 {
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/index", root);
     enum store_err rc = blobstore_open(bs, root);
-    if (rc == STORE_OK)
-        rc = index_open(idx, dir, MAP_SIZE);
     if (rc != STORE_OK) {
         fprintf(stderr, "ocireg: cannot open %s: %s\n", root, store_strerror(rc));
+        return false;
+    }
+    *idx = cli_open_index(root);
+    if (*idx == NULL) {
         blobstore_close(*bs);
         *bs = NULL;
         return false;
@@ -80,7 +73,7 @@ int cli_export(int argc, char **argv)
         {"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *root = default_root(), *outpath = NULL;
+    const char *root = cli_default_root(), *outpath = NULL;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     optind = 1;
     opterr = 0;
@@ -178,7 +171,7 @@ int cli_import(int argc, char **argv)
         {"root", required_argument, NULL, 'r'}, {"into", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
-    const char *root = default_root(), *prefix = NULL;
+    const char *root = cli_default_root(), *prefix = NULL;
     optind = 1;
     opterr = 0;
     int ch;
@@ -273,7 +266,7 @@ int cli_backup(int argc, char **argv)
         {"root", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *root = default_root();
+    const char *root = cli_default_root();
     optind = 1;
     opterr = 0;
     int ch;
