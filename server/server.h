@@ -9,7 +9,7 @@ struct server_config {
     const char *root;      /* storage root */
     const char *listen;    /* HOST:PORT; port 0 = any free port */
     const char *port_file; /* NULL, or where to write the bound port (by rename) */
-    unsigned threads;      /* worker threads; 0 = 2 x cores */
+    unsigned threads;      /* worker pool size; 0 = a thread per connection */
     uint64_t max_manifest; /* bytes */
     uint64_t map_size;     /* LMDB map size, bytes */
     unsigned shutdown_grace; /* seconds in-flight requests get at shutdown */
