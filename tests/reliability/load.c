@@ -6,9 +6,9 @@
  * pushed and deleted), the catalog, and deletes (manifest and its blobs, then 404s).
  *
  * Must hold: no 5xx, no wrong byte, no unexpected status, no transport error; the server's
- * peak RSS (VmHWM) under 96 MiB: 200 connections with libmicrohttpd's 256 KiB pool each, which
- * it touches whole on a busy connection, plus the rest (not checked in sanitizer builds, whose shadow memory and
- * quarantine are most of it); after the clients have closed, the server's open descriptors
+ * peak RSS (VmHWM) under 96 MiB: 200 connections, each with a thread and libmicrohttpd's
+ * 64 KiB pool, which it touches whole on a busy connection, plus the rest (not checked in
+ * sanitizer builds, whose shadow memory and quarantine are most of it); after the clients have closed, the server's open descriptors
  * go back to what they were before the load; `ocireg fsck` is clean afterwards; SIGTERM
  * stops it with exit status 0.
  */
