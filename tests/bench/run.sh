@@ -349,6 +349,18 @@ wl_pushpull() {
     rec get_MBps "$SRV_NAME" "$r" "$(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)")"
     log "  $SRV_NAME curl GET layers: $(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)") MB/s"
 
+    local paths=() got
+    for d in "${BIG_LAYERS[@]}"; do paths+=("/v2/$repo/blobs/$d"); done
+    cpu_mark
+    t0=$(now)
+    got=$(python3 "$HERE/getraw.py" 127.0.0.1 "$SRV_PORT" "${paths[@]}") ||
+        die "$SRV_NAME: raw GET of the layers failed"
+    t1=$(now)
+    cpu_rec getraw "$r"
+    ((got == BIG_BYTES)) || die "$SRV_NAME: raw GET read $got bytes, expected $BIG_BYTES"
+    rec getraw_MBps "$SRV_NAME" "$r" "$(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)")"
+    log "  $SRV_NAME GET layers, 1 MiB reads: $(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)") MB/s"
+
     pulldir=$(mktemp -d "$WORK/pull.XXXXXX")
     skopeo_fresh_cache
     cpu_mark
