@@ -214,6 +214,16 @@ stop_server() {
 # cpu_mark / cpu_rec METRIC ROUND: server CPU seconds spent between the two
 cpu_mark() { CPU0=$(cpu_s "$SRV_PID"); }
 cpu_rec() { rec "cpu_s_$1" "$SRV_NAME" "$2" "$(calc "$(cpu_s "$SRV_PID") - $CPU0")"; }
+# client_mark / client_rec METRIC ROUND: CPU seconds of the client processes this shell
+# waited for in between (the servers are reaped only when stopped, outside these windows).
+# `times` must run in this shell: in a $(...) subshell it would see no children.
+children_cpu_s() {
+    times >"$WORK/times"
+    CHILD_CPU=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/);
+                               t += a[1] * 60 + a[2] }; printf "%.3f\n", t }' "$WORK/times")
+}
+client_mark() { children_cpu_s; CLI0=$CHILD_CPU; }
+client_rec() { children_cpu_s; rec "client_cpu_s_$1" "$SRV_NAME" "$2" "$(calc "$CHILD_CPU - $CLI0")"; }
 # cpu_rec_per_req METRIC ROUND: the same per request (REQS), for the fixed-duration runs
 cpu_rec_per_req() {
     local cpu
@@ -324,11 +334,13 @@ wl_pushpull() {
     local r=$1 t0 t1 repo=big-r$r d code pulldir
     skopeo_fresh_cache
     cpu_mark
+    client_mark
     t0=$(now)
     "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$CACHE/big:latest" \
         "docker://127.0.0.1:$SRV_PORT/$repo:latest" >&2
     t1=$(now)
     cpu_rec push "$r"
+    client_rec push "$r"
     rec push_MBps "$SRV_NAME" "$r" "$(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)")"
     log "  $SRV_NAME skopeo push: $(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)") MB/s"
 
@@ -339,6 +351,7 @@ wl_pushpull() {
         die "$SRV_NAME: the pushed manifest has other layers than the layout (did skopeo recompress?)"
 
     cpu_mark
+    client_mark
     t0=$(now)
     for d in "${BIG_LAYERS[@]}"; do
         code=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/v2/$repo/blobs/$d")
@@ -346,6 +359,7 @@ wl_pushpull() {
     done
     t1=$(now)
     cpu_rec get "$r"
+    client_rec get "$r"
     rec get_MBps "$SRV_NAME" "$r" "$(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)")"
     log "  $SRV_NAME curl GET layers: $(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)") MB/s"
 
@@ -364,11 +378,13 @@ wl_pushpull() {
     pulldir=$(mktemp -d "$WORK/pull.XXXXXX")
     skopeo_fresh_cache
     cpu_mark
+    client_mark
     t0=$(now)
     "${SKOPEO[@]}" copy -q --src-tls-verify=false "docker://127.0.0.1:$SRV_PORT/$repo:latest" \
         "oci:$pulldir/img:latest" >&2
     t1=$(now)
     cpu_rec pull "$r"
+    client_rec pull "$r"
     rm -rf "$pulldir"
     rec pull_MBps "$SRV_NAME" "$r" "$(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)")"
     log "  $SRV_NAME skopeo pull: $(calc "$BIG_BYTES / 1e6 / ($t1 - $t0)") MB/s"
@@ -408,6 +424,7 @@ wl_push16() {
     local r=$1 t0 t1 i pids=() p failed=0
     skopeo_fresh_cache
     cpu_mark
+    client_mark
     t0=$(now)
     for i in $(seq -w 0 15); do
         "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$CACHE/many:img$i" \
@@ -417,6 +434,7 @@ wl_push16() {
     for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
     t1=$(now)
     cpu_rec push16 "$r"
+    client_rec push16 "$r"
     if ((failed)); then
         cat "$WORK"/push16.*.log >&2
         die "$SRV_NAME: $failed of 16 concurrent pushes failed"
