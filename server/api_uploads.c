@@ -151,9 +151,11 @@ static enum MHD_Result put_done(struct request *r)
         return reply_store_error(r, rc, "blob commit");
     }
     uint64_t size = upload_offset(r->up);
-    /* the file goes into blobs/ inside the txn that records it */
+    /* the file goes into blobs/ inside the txn that records it and drops the session record */
     rc = index_blob_commit(r->srv->idx, r->name, &r->put_digest, size, install_blob,
-                           uninstall_blob, r);
+                           uninstall_blob, r, r->monolithic ? NULL : r->upload_id);
+    if (rc == STORE_OK)
+        r->monolithic = true; /* no record left to remove */
     /* done either way: what was refused (quota) is not kept */
     discard_session(r);
     if (rc != STORE_OK)

@@ -714,7 +714,7 @@ static enum store_err store_manifest(struct importer *im, const char *repo, cons
         }
         if (apply) {
             struct install_arg ia = {b, im->bs};
-            rc = index_blob_commit(im->idx, repo, &b->d, b->size, install, uninstall, &ia);
+            rc = index_blob_commit(im->idx, repo, &b->d, b->size, install, uninstall, &ia, NULL);
         }
     }
     if (rc == STORE_OK && apply) {

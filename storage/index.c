@@ -582,9 +582,20 @@ static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uin
     return mdb_put(txn, idx->db[DB_BLOBS], &k.val, &v, 0);
 }
 
+/* The upload record goes in the txn that records its blob: no record outlives the upload. */
+static int upload_record_drop(struct index *idx, MDB_txn *txn, const char *upload_id)
+{
+    if (upload_id == NULL)
+        return 0;
+    struct key k;
+    key1(&k, upload_id);
+    int rc = mdb_del(txn, idx->db[DB_UPLOADS], &k.val, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static enum store_err link_impl(struct index *idx, const char *repo, const struct digest *d,
                                 uint64_t *size, const char *from, index_hook hook,
-                                index_hook undo, void *arg)
+                                index_hook undo, void *arg, const char *upload_id)
 {
     MDB_txn *txn;
     int rc = txn_begin(idx, true, &txn);
@@ -623,6 +634,8 @@ static enum store_err link_impl(struct index *idx, const char *repo, const struc
         MDB_val v = wrec_val(&w);
         rc = mdb_put(txn, idx->db[DB_LINKS], &lk.val, &v, 0);
         if (rc == 0)
+            rc = upload_record_drop(idx, txn, upload_id);
+        if (rc == 0)
             *size = existing;
         return txn_end(txn, rc);
     }
@@ -643,6 +656,8 @@ static enum store_err link_impl(struct index *idx, const char *repo, const struc
         rc = stored_adjust(idx, txn, repo, (int64_t)sz);
     if (rc == 0)
         rc = blob_ref(idx, txn, d, sz, +1);
+    if (rc == 0)
+        rc = upload_record_drop(idx, txn, upload_id);
     if (rc != 0 && undo != NULL) {
         /* refused (quota, full map): a file placed for a blob no record names goes again,
          * still under the write lock */
@@ -670,14 +685,14 @@ static enum store_err link_impl(struct index *idx, const char *repo, const struc
 enum store_err index_blob_link(struct index *idx, const char *repo, const struct digest *d,
                                uint64_t *size, const char *from)
 {
-    return link_impl(idx, repo, d, size, from, NULL, NULL, NULL);
+    return link_impl(idx, repo, d, size, from, NULL, NULL, NULL, NULL);
 }
 
 enum store_err index_blob_commit(struct index *idx, const char *repo, const struct digest *d,
                                  uint64_t size, index_hook install, index_hook uninstall,
-                                 void *arg)
+                                 void *arg, const char *upload_id)
 {
-    return link_impl(idx, repo, d, &size, NULL, install, uninstall, arg);
+    return link_impl(idx, repo, d, &size, NULL, install, uninstall, arg, upload_id);
 }
 
 enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,

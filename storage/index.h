@@ -65,11 +65,12 @@ typedef enum store_err (*index_hook)(void *arg);
  * upload_install) and links it into repo. The garbage collector removes blob files inside
  * its txn too, so a file is never removed between being put in place and being recorded.
  * When the txn fails (quota, full map, disk), uninstall (may be NULL) runs before the abort
- * if no record names the blob, so the file does not stay behind.
+ * if no record names the blob, so the file does not stay behind. upload_id (may be NULL):
+ * the upload record that the same txn removes.
  */
 enum store_err index_blob_commit(struct index *idx, const char *repo, const struct digest *d,
                                  uint64_t size, index_hook install, index_hook uninstall,
-                                 void *arg);
+                                 void *arg, const char *upload_id);
 
 /* STORE_OK with *size when d is linked in repo, STORE_ENOENT otherwise. */
 enum store_err index_blob_linked(struct index *idx, const char *repo, const struct digest *d,

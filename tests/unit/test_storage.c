@@ -301,6 +301,16 @@ static void test_index_blobs_and_lists(void)
     CHECK_INT(got.alg, ==, DIGEST_SHA512);
     CHECK_INT(index_upload_del(idx, "0123456789abcdef0123456789abcdef"), ==, STORE_OK);
     CHECK_INT(index_upload_get(idx, "0123456789abcdef0123456789abcdef", &got), ==, STORE_ENOENT);
+
+    /* committing the blob of an upload drops the upload's record in the same txn */
+    struct digest e;
+    CHECK_INT(digest_of(DIGEST_SHA256, "xyz", 3, &e), ==, STORE_OK);
+    CHECK_INT(index_upload_put(idx, "fedcba9876543210fedcba9876543210", &up), ==, STORE_OK);
+    CHECK_INT(index_blob_commit(idx, "a/b", &e, 3, NULL, NULL, NULL,
+                                "fedcba9876543210fedcba9876543210"),
+              ==, STORE_OK);
+    CHECK_INT(index_blob_linked(idx, "a/b", &e, &size), ==, STORE_OK);
+    CHECK_INT(index_upload_get(idx, "fedcba9876543210fedcba9876543210", &got), ==, STORE_ENOENT);
     index_close(idx);
 }
 
