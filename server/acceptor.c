@@ -4,12 +4,14 @@
  * byte opens a TLS handshake on this plain-HTTP port: such a client (docker tries https
  * first) gets a 400 answer, which tells it to fall back to http. libmicrohttpd 0.9.75 would
  * close some of those connections without a word, depending on the random bytes of the
- * ClientHello, and an EOF makes the docker CLI give up.
+ * ClientHello, and an EOF makes the docker CLI give up. With --max-connections connections
+ * handed over and open (each holds a libmicrohttpd thread), the next is answered 503 here.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -45,11 +47,16 @@ struct acceptor {
     time_t *deadline; /* by fd: when a connection that sent nothing is dropped; 0 = none */
     bool *closing;    /* by fd: answered, draining until the client closes */
     size_t ndeadline;
+    atomic_int served; /* handed to libmicrohttpd and not yet closed (--max-connections) */
 };
 
 static const char tls_answer[] =
     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     "Content-Length: 48\r\n\r\nThis port speaks plain HTTP, not HTTPS (TLS).\r\n\r\n";
+static const char busy_answer[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    "Connection: close\r\nContent-Length: 82\r\n\r\n"
+    "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"too many connections, retry later\"}]}\n";
 
 static void addr_key(const struct sockaddr *sa, unsigned char key[16])
 {
@@ -121,6 +128,7 @@ void acceptor_connection_closed(struct server *srv, struct MHD_Connection *c)
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci != NULL && ci->client_addr != NULL)
         ip_give(srv->acceptor, ci->client_addr);
+    atomic_fetch_sub(&srv->acceptor->served, 1);
 }
 
 static void fd_peer(int fd, struct sockaddr_storage *ss)
@@ -209,6 +217,23 @@ static bool drain(int fd)
     }
 }
 
+/* Answers a connection that goes no further than this loop and closes it once the client has. */
+static void answer_and_close(struct acceptor *a, int fd, const char *answer, size_t len)
+{
+    /* read what it sent first: closing with unread data would reset the connection and
+     * could destroy the answer before the client reads it */
+    bool gone = drain(fd);
+    (void)send(fd, answer, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+    if (gone || !track(a, fd, time(NULL) + 5) ||
+        epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close_pending(a, fd);
+        return;
+    }
+    a->closing[fd] = true;
+}
+
 static void first_byte(struct acceptor *a, int fd)
 {
     if ((size_t)fd < a->ndeadline && a->closing[fd]) {
@@ -233,18 +258,11 @@ static void first_byte(struct acceptor *a, int fd)
         return;
     }
     if (b == TLS_HANDSHAKE) {
-        /* read what it sent first: closing with unread data would reset the connection
-         * and could destroy the answer before the client reads it */
-        bool gone = drain(fd);
-        (void)send(fd, tls_answer, sizeof(tls_answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        shutdown(fd, SHUT_WR);
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-        if (gone || !track(a, fd, time(NULL) + 5) ||
-            epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            close_pending(a, fd);
-            return;
-        }
-        a->closing[fd] = true;
+        answer_and_close(a, fd, tls_answer, sizeof(tls_answer) - 1);
+        return;
+    }
+    if (atomic_load(&a->served) >= (int)a->srv->cfg.max_connections) {
+        answer_and_close(a, fd, busy_answer, sizeof(busy_answer) - 1);
         return;
     }
     struct sockaddr_storage ss;
@@ -255,8 +273,11 @@ static void first_byte(struct acceptor *a, int fd)
     }
     /* libmicrohttpd takes the socket, and closes it itself if it cannot serve it; once
      * taken, its close notification gives the per-address count back */
-    if (MHD_add_connection(a->srv->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES)
+    atomic_fetch_add(&a->served, 1); /* before: its close may be reported at once */
+    if (MHD_add_connection(a->srv->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES) {
+        atomic_fetch_sub(&a->served, 1);
         ip_give(a, (struct sockaddr *)&ss);
+    }
 }
 
 static void expire(struct acceptor *a, time_t now)

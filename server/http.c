@@ -33,6 +33,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->shutdown_grace = 10;
     cfg->conn_timeout = 120;
     cfg->per_ip_limit = 0;
+    cfg->max_connections = 1000;
     cfg->auth = AUTH_MODE_NONE;
     cfg->service = "ocireg";
     cfg->issuer = "ocireg";
@@ -712,10 +713,14 @@ int server_start(struct server **out, const struct server_config *cfg)
     bool own_accept = srv->tls_cert == NULL;
     if (own_accept)
         flags |= MHD_USE_NO_LISTEN_SOCKET;
-    struct MHD_OptionItem more_opts[5];
+    struct MHD_OptionItem more_opts[6];
     size_t nopt = 0;
     if (threads != 0)
         more_opts[nopt++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    /* our accept loop answers the connection over the limit with a 503 itself (acceptor.c);
+     * libmicrohttpd, accepting for TLS, closes it */
+    more_opts[nopt++] = (struct MHD_OptionItem){
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + (own_accept ? 64u : 0u), NULL};
     if (!own_accept) { /* with TLS the daemon accepts on our socket itself */
         more_opts[nopt++] =
             (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, NULL};

@@ -55,6 +55,8 @@ static const char usage_serve[] =
     "  --map-size N             LMDB map size, bytes (default 68719476736)\n"
     "  --conn-timeout SECONDS   close connections idle this long (default 120)\n"
     "  --per-ip-limit N         connections allowed per client address (default 0: none)\n"
+    "  --max-connections N      connections served at once, each with its thread; more are\n"
+    "                           answered 503 with Retry-After (default 1000)\n"
     "  --shutdown-grace SECONDS time in-flight requests get at shutdown (default 10)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
     "  --auth MODE              none, basic or token; required when --listen is not loopback\n"
@@ -118,6 +120,7 @@ enum {
     OPT_MAP_SIZE,
     OPT_CONN_TIMEOUT,
     OPT_PER_IP,
+    OPT_MAX_CONNS,
     OPT_GRACE,
     OPT_LOG_LEVEL,
     OPT_AUTH,
@@ -148,6 +151,7 @@ static const struct option serve_opts[] = {
     {"map-size", required_argument, NULL, OPT_MAP_SIZE},
     {"conn-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
     {"per-ip-limit", required_argument, NULL, OPT_PER_IP},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
     {"shutdown-grace", required_argument, NULL, OPT_GRACE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"auth", required_argument, NULL, OPT_AUTH},
@@ -219,6 +223,11 @@ static int serve_main(int argc, char **argv)
             if (!parse_num(optarg, &v) || v > 65535)
                 return bad_usage(usage_serve, "--per-ip-limit: expected 0..65535", optarg);
             cfg.per_ip_limit = (unsigned)v;
+            break;
+        case OPT_MAX_CONNS:
+            if (!parse_num(optarg, &v) || v == 0 || v > 100000)
+                return bad_usage(usage_serve, "--max-connections: expected 1..100000", optarg);
+            cfg.max_connections = (unsigned)v;
             break;
         case OPT_GRACE:
             if (!parse_num(optarg, &v) || v > 3600)

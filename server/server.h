@@ -15,6 +15,7 @@ struct server_config {
     unsigned shutdown_grace; /* seconds in-flight requests get at shutdown */
     unsigned conn_timeout;   /* seconds of inactivity before a connection is closed */
     unsigned per_ip_limit;   /* connections per client address; 0 = no limit */
+    unsigned max_connections; /* served at once (each holds a thread); more get 503 */
 
     enum server_auth { AUTH_MODE_NONE, AUTH_MODE_BASIC, AUTH_MODE_TOKEN } auth;
     bool auth_set;              /* --auth was given: required off loopback */

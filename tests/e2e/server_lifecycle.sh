@@ -9,7 +9,7 @@ e2e_need curl jq
 "$OCIREG" --version | grep -q "^ocireg " || fail "--version"
 help=$("$OCIREG" serve --help)
 for flag in --root --listen --port-file --threads --max-manifest-size --map-size \
-    --conn-timeout --per-ip-limit --shutdown-grace --log-level; do
+    --conn-timeout --per-ip-limit --max-connections --shutdown-grace --log-level; do
     grep -q -- "$flag" <<<"$help" || fail "serve --help does not explain $flag"
 done
 rc=0

@@ -13,6 +13,9 @@
  *    (closed, or answered 429/503) instead of served; the 50 still work; once they close, new
  *    requests succeed. Held twice: connections that made a request and stay open
  *    (keep-alive), and connections that have not sent anything yet.
+ * D. --max-connections 20: with 20 keep-alive connections open after a request (each holds
+ *    a server thread), the 21st request is answered 503 at once; 30 connections that have
+ *    sent nothing yet do not count; the 20 still work; once they close, new requests succeed.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -301,10 +304,22 @@ static int fresh_get(unsigned port, int timeout_ms)
     return st;
 }
 
-static void per_ip_round(struct srv *s, bool with_request)
+/* Waits (up to 5 s) until the server holds no more descriptors than base: the connections
+ * an earlier round closed are counted until the server's threads have seen them go. */
+static void settle(struct srv *s, int base)
+{
+    double until = rel_now() + 5;
+    while (rel_fd_count(s->pid) > base && rel_now() < until) {
+        struct timespec tick = {0, 10 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+}
+
+static void per_ip_round(struct srv *s, int base_fds, bool with_request)
 {
     const char *how = with_request ? "after a request (keep-alive)" : "without sending anything";
     enum { LIMIT = 50 };
+    settle(s, base_fds);
     int fd[LIMIT];
     for (int i = 0; i < LIMIT; i++) {
         fd[i] = connect_to(s->port);
@@ -350,8 +365,59 @@ static void part_c(void)
     struct srv s = {.log_to_file = true};
     srv_start(&s, (const char *const[]){"--per-ip-limit", "50", "--conn-timeout", "60", NULL});
     fprintf(stderr, "C: server directory %s, --per-ip-limit 50\n", s.dir);
-    per_ip_round(&s, true);
-    per_ip_round(&s, false);
+    int base_fds = rel_fd_count(s.pid);
+    per_ip_round(&s, base_fds, true);
+    per_ip_round(&s, base_fds, false);
+    srv_stop(&s);
+    srv_cleanup(&s);
+}
+
+/* ---- D: --max-connections 20 ---- */
+
+static void part_d(void)
+{
+    enum { LIMIT = 20, SILENT = 30 };
+    struct srv s = {.log_to_file = true};
+    srv_start(&s, (const char *const[]){"--max-connections", "20", "--conn-timeout", "60", NULL});
+    fprintf(stderr, "D: server directory %s, --max-connections %d\n", s.dir, LIMIT);
+    int silent[SILENT];
+    for (int i = 0; i < SILENT; i++)
+        silent[i] = connect_to(s.port);
+    int fd[LIMIT];
+    for (int i = 0; i < LIMIT; i++) {
+        fd[i] = connect_to(s.port);
+        CHECK(send_all(fd[i], GET_V2, strlen(GET_V2)));
+        int st = read_response(fd[i], 10000);
+        if (st != 200)
+            FAILED("D: connection %d of %d (with %d silent ones open): GET /v2/ got %d", i + 1,
+                   LIMIT, SILENT, st);
+    }
+    double t = rel_now();
+    int st = fresh_get(s.port, 5000);
+    fprintf(stderr, "  request on connection %d: %d in %.0f ms\n", LIMIT + 1, st,
+            (rel_now() - t) * 1000);
+    if (st != 503)
+        FAILED("D: with %d connections served, the next request got %d (want 503)", LIMIT, st);
+    int broken = 0;
+    for (int i = 0; i < LIMIT; i++) {
+        if (!send_all(fd[i], GET_V2, strlen(GET_V2)) || read_response(fd[i], 10000) != 200)
+            broken++;
+        close(fd[i]);
+    }
+    if (broken > 0)
+        FAILED("D: %d of the %d served connections failed their next request", broken, LIMIT);
+    /* the close notifications come from the server's threads: allow them a moment */
+    double until = rel_now() + 5;
+    int ok = 0;
+    while (ok < LIMIT && rel_now() < until) {
+        st = fresh_get(s.port, 5000);
+        if (st == 200)
+            ok++;
+    }
+    if (ok < LIMIT)
+        FAILED("D: after the %d connections closed, new requests still fail (%d)", LIMIT, st);
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
     srv_stop(&s);
     srv_cleanup(&s);
 }
@@ -375,6 +441,9 @@ int main(void)
     t = rel_now();
     part_c();
     fprintf(stderr, "C took %.1f s\n", rel_now() - t);
+    t = rel_now();
+    part_d();
+    fprintf(stderr, "D took %.1f s\n", rel_now() - t);
     if (failures > 0)
         FAILF("%d checks failed (above)", failures);
     fprintf(stderr, "slow_clients: PASS in %.1f s\n", rel_now() - t0);
