@@ -304,6 +304,18 @@ static int fresh_get(unsigned port, int timeout_ms)
     return st;
 }
 
+/* A GET /v2/ on each of n open connections, which are then closed; how many failed. */
+static int get_and_close(const int *fd, int n)
+{
+    int broken = 0;
+    for (int i = 0; i < n; i++) {
+        if (!send_all(fd[i], GET_V2, strlen(GET_V2)) || read_response(fd[i], 10000) != 200)
+            broken++;
+        close(fd[i]);
+    }
+    return broken;
+}
+
 /* Waits (up to 5 s) until the server holds no more descriptors than base: the connections
  * an earlier round closed are counted until the server's threads have seen them go. */
 static void settle(struct srv *s, int base)
@@ -338,12 +350,7 @@ static void per_ip_round(struct srv *s, int base_fds, bool with_request)
                "refused: closed, 429 or 503)",
                LIMIT, how, st);
     /* the held ones still work */
-    int broken = 0;
-    for (int i = 0; i < LIMIT; i++) {
-        if (!send_all(fd[i], GET_V2, strlen(GET_V2)) || read_response(fd[i], 10000) != 200)
-            broken++;
-        close(fd[i]);
-    }
+    int broken = get_and_close(fd, LIMIT);
     if (broken > 0)
         FAILED("C: %d of the %d held connections (%s) failed their next request", broken, LIMIT,
                how);
@@ -398,12 +405,7 @@ static void part_d(void)
             (rel_now() - t) * 1000);
     if (st != 503)
         FAILED("D: with %d connections served, the next request got %d (want 503)", LIMIT, st);
-    int broken = 0;
-    for (int i = 0; i < LIMIT; i++) {
-        if (!send_all(fd[i], GET_V2, strlen(GET_V2)) || read_response(fd[i], 10000) != 200)
-            broken++;
-        close(fd[i]);
-    }
+    int broken = get_and_close(fd, LIMIT);
     if (broken > 0)
         FAILED("D: %d of the %d served connections failed their next request", broken, LIMIT);
     /* the close notifications come from the server's threads: allow them a moment */
