@@ -154,12 +154,20 @@ static enum MHD_Result put_done(struct request *r)
     /* the file goes into blobs/ inside the txn that records it and drops the session record */
     rc = index_blob_commit(r->srv->idx, r->name, &r->put_digest, size, install_blob,
                            uninstall_blob, r, r->monolithic ? NULL : r->upload_id);
-    if (rc == STORE_OK)
-        r->monolithic = true; /* no record left to remove */
-    /* done either way: what was refused (quota) is not kept */
-    discard_session(r);
-    if (rc != STORE_OK)
+    if (rc != STORE_OK) {
+        discard_session(r); /* what was refused (quota) is not kept */
         return reply_store_error(r, rc, "blob commit");
+    }
+    /*
+     * The upload's name goes now; its descriptor is closed after the answer is out. When the
+     * blob existed already, that close is the file's last reference and frees all of it:
+     * 70 ms for 256 MiB on ext4, which the client need not wait for.
+     */
+    rc = upload_remove(r->srv->bs, r->upload_id);
+    if (rc != STORE_OK)
+        log_warn("upload %s: cannot remove data: %s", r->upload_id, store_strerror(rc));
+    r->retired = upload_cache_detach(r->srv->uploads, r->up);
+    r->up = NULL;
     req_count(r, size, 0, 0);
     return reply_blob_created(r, &r->put_digest);
 }
@@ -368,6 +376,8 @@ enum MHD_Result api_upload_prepare(struct request *r)
 
 void api_upload_complete(struct request *r)
 {
+    upload_close(r->retired);
+    r->retired = NULL;
     if (r->up == NULL)
         return;
     /* the request ended before its handler finished: the chunk never happened */

@@ -103,6 +103,7 @@ struct request {
 
     /* blob uploads */
     struct upload *up;
+    struct upload *retired; /* committed, its name gone: closed once the answer is out */
     char upload_id[UPLOAD_ID_LEN + 1];
     bool has_range;
     uint64_t range_start, range_end;
@@ -189,6 +190,8 @@ enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs
                                     enum digest_alg alg, bool create, struct upload **out);
 /* Gives the handle back (keep) or closes it (the session ended). TAKES u. */
 void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep);
+/* Takes u out of the cache for good without closing it; returns u for the caller to close. */
+struct upload *upload_cache_detach(struct upload_cache *c, struct upload *u);
 /* The offset of session id when it was last released (0 when unknown). */
 uint64_t upload_cache_acked(struct upload_cache *c, const char *id);
 

@@ -117,19 +117,33 @@ void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep)
 {
     if (u == NULL)
         return;
+    if (!keep) {
+        upload_close(upload_cache_detach(c, u));
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     struct slot *s = find(c, upload_id(u));
-    if (s != NULL && keep) {
+    if (s != NULL) {
         s->acked = upload_offset(u);
         s->u = u;
         s->busy = false;
         s->last = time(NULL);
         u = NULL;
-    } else if (s != NULL) {
-        memset(s, 0, sizeof(*s));
     }
     pthread_mutex_unlock(&c->mu);
     upload_close(u);
+}
+
+struct upload *upload_cache_detach(struct upload_cache *c, struct upload *u)
+{
+    if (u == NULL)
+        return NULL;
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = find(c, upload_id(u));
+    if (s != NULL)
+        memset(s, 0, sizeof(*s));
+    pthread_mutex_unlock(&c->mu);
+    return u;
 }
 
 uint64_t upload_cache_acked(struct upload_cache *c, const char *id)

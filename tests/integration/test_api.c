@@ -3,10 +3,12 @@
  * endpoint of the OCI distribution API, every error code, and bad input. Failed requests are
  * checked to leave nothing stored.
  */
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tests/check.h"
 #include "tests/integration/harness.h"
@@ -234,6 +236,34 @@ static void test_blob_chunked(void)
     resp_free(r);
 }
 
+/* Descriptors the server has open. */
+static int server_fds(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)S.pid);
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    int n = 0;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Chunked upload of data into repo, committed: 201. */
+static void push_chunked(const char *repo, const char *data, size_t n, const char *digest)
+{
+    char loc[512], path[700];
+    start_upload(repo, loc, sizeof(loc));
+    struct resp *r = http_chunked(&S, "PATCH", loc, NULL, data, n);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    snprintf(path, sizeof(path), "%s?digest=%s", loc, digest);
+    r = req("PUT", path, NULL, NULL, 0);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+}
+
 static void test_blob_big_streamed(void)
 {
     size_t n = 8u << 20;
@@ -241,23 +271,27 @@ static void test_blob_big_streamed(void)
     CHECK(data != NULL);
     for (size_t i = 0; i < n; i++)
         data[i] = (char)(i * 2654435761u >> 13);
-    char d[80], loc[512], path[700];
+    char d[80], path[700];
     sha256_str(data, n, d);
     struct resp *r;
-    start_upload("big", loc, sizeof(loc));
-    r = http_chunked(&S, "PATCH", loc, NULL, data, n);
-    EXPECT(r, 202, NULL);
-    resp_free(r);
-    snprintf(path, sizeof(path), "%s?digest=%s", loc, d);
-    r = req("PUT", path, NULL, NULL, 0);
-    EXPECT(r, 201, NULL);
-    resp_free(r);
-    snprintf(path, sizeof(path), "/v2/big/blobs/%s", d);
-    r = req("GET", path, NULL, NULL, 0);
-    EXPECT(r, 200, NULL);
-    CHECK_INT(r->len, ==, n);
-    CHECK(memcmp(r->body, data, n) == 0);
-    resp_free(r);
+    push_chunked("big", data, n, d);
+    int fds = server_fds();
+    /* the same content uploaded again elsewhere: the blob exists, the upload's file is freed
+     * (its descriptor closed after the answer) and nothing of it stays */
+    push_chunked("big2", data, n, d);
+    CHECK_INT(count_files(S.root, "uploads"), ==, 0);
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 500 && server_fds() > fds; i++)
+        nanosleep(&tick, NULL);
+    CHECK_INT(server_fds(), <=, fds);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "/v2/%s/blobs/%s", i == 0 ? "big" : "big2", d);
+        r = req("GET", path, NULL, NULL, 0);
+        EXPECT(r, 200, NULL);
+        CHECK_INT(r->len, ==, n);
+        CHECK(memcmp(r->body, data, n) == 0);
+        resp_free(r);
+    }
     free(data);
 }
 
