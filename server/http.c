@@ -19,7 +19,7 @@
 
 /* Per connection. libmicrohttpd 0.9.75 zeroes the whole pool before each request on a
  * keep-alive connection: at 256 KiB that memset was a quarter of the CPU of a manifest GET.
- * 64 KiB still reads an upload body in ~32 KiB steps at full speed (32 KiB did not). */
+ * With 64 KiB a 256 MiB upload still ran at full speed; with 32 KiB it did not. */
 #define CONN_MEMORY_LIMIT (64u << 10)
 
 void server_config_defaults(struct server_config *cfg)
