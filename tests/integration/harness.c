@@ -60,8 +60,19 @@ static void spawn(struct srv *s, const char *const *extra)
             fclose(f);
             break;
         }
-        int st;
-        CHECK(waitpid(s->pid, &st, WNOHANG) == 0); /* the server must not have exited */
+        int st = 0;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            /* it exited before listening: say how, and what it logged */
+            fprintf(stderr, "ocireg serve (pid %ld) on the root %s exited before listening: %s %d\n",
+                    (long)s->pid, s->root, WIFSIGNALED(st) ? "signal" : "exit status",
+                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+            char cmd[300];
+            snprintf(cmd, sizeof(cmd), "tail -n 30 %s/server.log >&2", s->dir);
+            if (s->log_to_file && system(cmd) != 0)
+                fprintf(stderr, "(no server log)\n");
+            s->pid = 0;
+            abort();
+        }
         clock_gettime(CLOCK_MONOTONIC, &now);
         CHECK(now.tv_sec - start.tv_sec < 30);
         nanosleep(&tick, NULL);

@@ -621,7 +621,7 @@ int main(void)
         g_kills++;
         pthread_mutex_unlock(&g_mu);
         srv_kill(&S);
-        rel_restart(&S, EXTRA);
+        srv_restart(&S, EXTRA);
         pthread_mutex_lock(&g_mu);
         g_port = S.port;
         g_restarts++;

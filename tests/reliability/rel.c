@@ -335,61 +335,6 @@ int rel_fsck(struct srv *s)
     return rc;
 }
 
-void rel_restart(struct srv *s, const char *const *extra)
-{
-    char portfile[200];
-    snprintf(portfile, sizeof(portfile), "%s/port", s->dir);
-    unlink(portfile);
-    const char *argv[32] = {OCIREG_BIN, "serve", "--root", s->root, "--listen", "127.0.0.1:0",
-                            "--port-file", portfile, "--log-level",
-                            s->log_level[0] ? s->log_level : "warn"};
-    int argc = 10;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 31; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    s->pid = fork();
-    CHECK(s->pid != -1);
-    if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (s->log_to_file) {
-            char logpath[200];
-            snprintf(logpath, sizeof(logpath), "%s/server.log", s->dir);
-            int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-            if (lfd != -1)
-                dup2(lfd, STDERR_FILENO);
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    double start = rel_now();
-    for (;;) {
-        FILE *f = fopen(portfile, "r");
-        if (f != NULL) {
-            CHECK(fscanf(f, "%u", &s->port) == 1);
-            fclose(f);
-            break;
-        }
-        int st = 0;
-        pid_t w = waitpid(s->pid, &st, WNOHANG);
-        if (w == s->pid) {
-            char cmd[300];
-            fprintf(stderr, "ocireg serve (pid %ld) on the root %s exited before listening: %s %d\n",
-                    (long)s->pid, s->root, WIFSIGNALED(st) ? "signal" : "exit status",
-                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-            snprintf(cmd, sizeof(cmd), "tail -n 30 %s/server.log >&2", s->dir);
-            if (s->log_to_file && system(cmd) != 0)
-                fprintf(stderr, "(no server log)\n");
-            s->pid = 0;
-            abort();
-        }
-        if (rel_now() - start > 30)
-            FAILF("ocireg serve wrote no port file within 30 s");
-        struct timespec tick = {0, 5 * 1000 * 1000};
-        nanosleep(&tick, NULL);
-    }
-    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%u", s->port);
-}
-
 bool rel_sanitized(void)
 {
 #ifdef REL_SANITIZED

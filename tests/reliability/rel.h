@@ -72,12 +72,6 @@ void rel_fd_dump(pid_t pid, FILE *out);
 /* A "VmXXX:" figure of /proc/PID/status in KiB; -1 if absent. */
 long rel_status_kb(pid_t pid, const char *field);
 
-/*
- * srv_restart() with a diagnosis: the harness's readiness loop aborts without saying why the
- * server exited before writing its port file; this one prints the exit status or signal and
- * the tail of the server log (with log_to_file) first. Same root, fresh port.
- */
-void rel_restart(struct srv *s, const char *const *extra);
 
 /* Runs `ocireg fsck --root ROOT` (online); prints its report, returns the exit status. */
 int rel_fsck(struct srv *s);
