@@ -218,7 +218,9 @@ static void mark(struct repo_scan *rs, const struct gc_options *opt)
 struct link_scan {
     const struct dlist *referenced; /* sorted */
     const struct gc_options *opt;
-    struct dlist unlink;
+    struct index_gc_link *unlink; /* with the time each was seen linked */
+    size_t n, cap;
+    bool failed;
     uint64_t kept;
 };
 
@@ -227,10 +229,22 @@ static int scan_link(const char *digest, uint64_t size, uint64_t linked_at, void
     (void)size;
     struct link_scan *ls = arg;
     bool young = linked_at + ls->opt->grace > ls->opt->now;
-    if (young || dlist_has(ls->referenced, digest))
+    if (young || dlist_has(ls->referenced, digest)) {
         ls->kept++;
-    else
-        dlist_add(&ls->unlink, digest);
+        return 0;
+    }
+    if (ls->n == ls->cap) {
+        size_t cap = ls->cap ? ls->cap * 2 : 64;
+        struct index_gc_link *p = realloc(ls->unlink, cap * sizeof(*p));
+        if (p == NULL) {
+            ls->failed = true;
+            return 1;
+        }
+        ls->unlink = p;
+        ls->cap = cap;
+    }
+    if (digest_parse(&ls->unlink[ls->n].digest, digest, strlen(digest)) == STORE_OK)
+        ls->unlink[ls->n++].linked_at = linked_at;
     return 0;
 }
 
@@ -256,7 +270,7 @@ static enum store_err gc_repo(struct index *idx, const char *repo, const struct 
         return rc;
     struct repo_scan rs = {NULL, 0, 0, false};
     struct dlist referenced = {NULL, 0, 0, false}, drop = {NULL, 0, 0, false};
-    struct link_scan ls = {&referenced, opt, {NULL, 0, 0, false}, 0};
+    struct link_scan ls = {&referenced, opt, NULL, 0, 0, false, 0};
     rc = index_manifests_scan(idx, repo, scan_manifest, &rs);
     if (rc == STORE_OK)
         rc = index_tags_scan(idx, repo, scan_tag, &rs);
@@ -283,17 +297,18 @@ static enum store_err gc_repo(struct index *idx, const char *repo, const struct 
     if (referenced.n > 0)
         qsort(referenced.d, referenced.n, sizeof(*referenced.d), cmp_digest);
     rc = index_links_scan(idx, repo, scan_link, &ls);
-    if (rc != STORE_OK || ls.unlink.failed) {
+    if (rc != STORE_OK || ls.failed) {
         rc = rc != STORE_OK ? rc : STORE_ENOMEM;
         goto out;
     }
-    if (!opt->dry_run && (ls.unlink.n > 0 || drop.n > 0)) {
-        rc = index_gc_repo(idx, repo, gen, ls.unlink.d, ls.unlink.n, drop.d, drop.n);
+    size_t unlinked_n = ls.n; /* a dry run removes what it decided */
+    if (!opt->dry_run && (ls.n > 0 || drop.n > 0)) {
+        rc = index_gc_repo(idx, repo, gen, ls.unlink, ls.n, drop.d, drop.n, &unlinked_n);
         if (rc == STORE_EBUSY) {
             r->retried++;
             rc = STORE_OK;
             r->manifests_kept += rs.n;
-            r->links_kept += ls.kept + ls.unlink.n;
+            r->links_kept += ls.kept + ls.n;
             goto out;
         }
         if (rc != STORE_OK)
@@ -302,15 +317,15 @@ static enum store_err gc_repo(struct index *idx, const char *repo, const struct 
     r->manifests_kept += rs.n - drop.n;
     r->manifests_removed += drop.n;
     r->manifest_bytes_removed += dropped_bytes;
-    r->links_kept += ls.kept;
-    r->links_removed += ls.unlink.n;
-    for (size_t i = 0; i < ls.unlink.n; i++)
-        dlist_add(unlinked, ls.unlink.d[i].str);
+    r->links_kept += ls.kept + (ls.n - unlinked_n);
+    r->links_removed += unlinked_n;
+    for (size_t i = 0; i < ls.n; i++)
+        dlist_add(unlinked, ls.unlink[i].digest.str);
 out:
     free_scan(&rs);
     free(referenced.d);
     free(drop.d);
-    free(ls.unlink.d);
+    free(ls.unlink);
     return rc;
 }
 

@@ -18,7 +18,7 @@
 /* An int status of our own beside LMDB's (which lie in -30800..-30780): quota exceeded. */
 #define RC_QUOTA (-30001)
 #define RC_NEWER_SCHEMA (-30002)
-#define INDEX_SCHEMA_VERSION 1
+#define INDEX_SCHEMA_VERSION 2
 
 enum dbi {
     DB_REPOS,
@@ -233,6 +233,12 @@ static enum store_err map_mdb(int rc)
 
 /* ---- environment ---- */
 
+/* usage-table records (below), which the schema migration and the generation clock use */
+static void usage_key(struct key *k, char kind, const char *name);
+static int fields_get(struct index *idx, MDB_txn *txn, const struct key *k, uint64_t *f, int n);
+static int fields_put(struct index *idx, MDB_txn *txn, const struct key *k, const uint64_t *f,
+                      int n);
+
 /*
  * The schema version lives under "V" in the usage table. An index without one predates
  * versioning (version 0, whose records are a subset of version 1's): it is migrated in place.
@@ -254,7 +260,32 @@ static int schema_check(struct index *idx, MDB_txn *txn)
     if (have == INDEX_SCHEMA_VERSION)
         return 0;
     /* 0 -> 1: repos records gained a generation, repo_manifests a last-pulled time; both are
-     * read as 0 when absent, so the migration is the version stamp itself */
+     * read as 0 when absent.
+     * 1 -> 2: generations come from one clock (gen_next), which starts past every
+     * repository's own. */
+    if (have < 2) {
+        MDB_cursor *cur;
+        rc = mdb_cursor_open(txn, idx->db[DB_REPOS], &cur);
+        if (rc != 0)
+            return rc;
+        uint64_t top = 0;
+        MDB_val rk;
+        for (rc = mdb_cursor_get(cur, &rk, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &rk, &v, MDB_NEXT)) {
+            struct rrec r = rrec_of(&v);
+            (void)get_u64(&r);
+            uint64_t gen = r.pos + 8 <= r.len ? get_u64(&r) : 0;
+            top = gen > top ? gen : top;
+        }
+        mdb_cursor_close(cur);
+        if (rc != MDB_NOTFOUND)
+            return rc;
+        struct key ck;
+        usage_key(&ck, 'c', "");
+        rc = fields_put(idx, txn, &ck, &top, 1);
+        if (rc != 0)
+            return rc;
+    }
     unsigned char nv[4] = {INDEX_SCHEMA_VERSION & 0xff, (INDEX_SCHEMA_VERSION >> 8) & 0xff, 0, 0};
     MDB_val val = {4, nv};
     return mdb_put(txn, idx->db[DB_USAGE], &k, &val, 0);
@@ -355,6 +386,40 @@ static enum store_err txn_end(MDB_txn *txn, int rc)
     return map_mdb(disk_full_or(rc, env));
 }
 
+/*
+ * Generations come from one clock for the whole index ("c" in the usage table), never from
+ * a repository's own count: a repository deleted and made again must not come back to a
+ * generation a collector scanned before the delete, or the collector's stale decisions
+ * would pass its re-check.
+ */
+static int gen_next(struct index *idx, MDB_txn *txn, uint64_t *out)
+{
+    struct key k;
+    usage_key(&k, 'c', "");
+    uint64_t clock = 0;
+    int rc = fields_get(idx, txn, &k, &clock, 1);
+    if (rc != 0)
+        return rc;
+    clock++;
+    rc = fields_put(idx, txn, &k, &clock, 1);
+    if (rc == 0)
+        *out = clock;
+    return rc;
+}
+
+static int repo_put(struct index *idx, MDB_txn *txn, const char *repo, uint64_t created,
+                    uint64_t gen)
+{
+    struct key k;
+    key1(&k, repo);
+    struct wrec w = {.len = 0};
+    put_u8(&w, REC_VERSION);
+    put_u64(&w, created);
+    put_u64(&w, gen);
+    MDB_val nv = wrec_val(&w);
+    return mdb_put(txn, idx->db[DB_REPOS], &k.val, &nv, 0);
+}
+
 /* Each manifest change bumps its repository's generation: the garbage collector applies
  * what it decided only if the generation it scanned is still current. */
 static int repo_bump(struct index *idx, MDB_txn *txn, const char *repo)
@@ -367,17 +432,11 @@ static int repo_bump(struct index *idx, MDB_txn *txn, const char *repo)
     if (rc == 0) {
         struct rrec r = rrec_of(&v);
         created = get_u64(&r);
-        if (r.pos + 8 <= r.len)
-            gen = get_u64(&r);
     } else if (rc != MDB_NOTFOUND) {
         return rc;
     }
-    struct wrec w = {.len = 0};
-    put_u8(&w, REC_VERSION);
-    put_u64(&w, created);
-    put_u64(&w, gen + 1);
-    MDB_val nv = wrec_val(&w);
-    return mdb_put(txn, idx->db[DB_REPOS], &k.val, &nv, 0);
+    rc = gen_next(idx, txn, &gen);
+    return rc != 0 ? rc : repo_put(idx, txn, repo, created, gen);
 }
 
 static int repo_gen_get(struct index *idx, MDB_txn *txn, const char *repo, uint64_t *gen)
@@ -400,12 +459,13 @@ static int ensure_repo(struct index *idx, MDB_txn *txn, const char *repo)
 {
     struct key k;
     key1(&k, repo);
-    struct wrec w = {.len = 0};
-    put_u8(&w, REC_VERSION);
-    put_u64(&w, now_seconds());
-    MDB_val v = wrec_val(&w);
-    int rc = mdb_put(txn, idx->db[DB_REPOS], &k.val, &v, MDB_NOOVERWRITE);
-    return rc == MDB_KEYEXIST ? 0 : rc;
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_REPOS], &k.val, &v);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    uint64_t gen = 0;
+    rc = gen_next(idx, txn, &gen);
+    return rc != 0 ? rc : repo_put(idx, txn, repo, now_seconds(), gen);
 }
 
 bool index_repo_exists(struct index *idx, const char *repo)
@@ -426,7 +486,7 @@ bool index_repo_exists(struct index *idx, const char *repo)
 #define USAGE_FIELDS 6 /* stored, ingress, egress, pulls, pushes, quota */
 #define TOTALS_FIELDS 3
 
-/* "r\0repo", "u\0user", "g" (totals), "d" (default quota) */
+/* "r\0repo", "u\0user", "g" (totals), "d" (default quota), "c" (generation clock) */
 static void usage_key(struct key *k, char kind, const char *name)
 {
     char prefix[2] = {kind, '\0'};
@@ -513,8 +573,9 @@ static int totals_adjust(struct index *idx, MDB_txn *txn, int64_t bytes, int64_t
 
 /* ---- blobs and links ---- */
 
-static int link_get(struct index *idx, MDB_txn *txn, const char *repo, const struct digest *d,
-                    uint64_t *size)
+/* A link's size and when it was (last) linked; linked_at may be NULL. */
+static int link_read(struct index *idx, MDB_txn *txn, const char *repo, const struct digest *d,
+                     uint64_t *size, uint64_t *linked_at)
 {
     struct key k;
     key2(&k, repo, d->str);
@@ -524,10 +585,19 @@ static int link_get(struct index *idx, MDB_txn *txn, const char *repo, const str
         return rc;
     struct rrec r = rrec_of(&v);
     uint64_t sz = get_u64(&r);
+    uint64_t at = r.pos + 8 <= r.len ? get_u64(&r) : 0;
     if (r.bad)
         return MDB_CORRUPTED;
     *size = sz;
+    if (linked_at != NULL)
+        *linked_at = at;
     return 0;
+}
+
+static int link_get(struct index *idx, MDB_txn *txn, const char *repo, const struct digest *d,
+                    uint64_t *size)
+{
+    return link_read(idx, txn, repo, d, size, NULL);
 }
 
 static int blob_get(struct index *idx, MDB_txn *txn, const struct digest *d, uint64_t *size,
@@ -621,16 +691,21 @@ static enum store_err link_impl(struct index *idx, const char *repo, const struc
         if (rc != 0)
             return txn_end(txn, rc);
     }
-    uint64_t existing;
+    uint64_t existing, linked_at;
     struct key lk;
     key2(&lk, repo, d->str);
-    rc = link_get(idx, txn, repo, d, &existing);
+    rc = link_read(idx, txn, repo, d, &existing, &linked_at);
     if (rc == 0) {
-        /* linked again: the grace period of the garbage collector starts anew */
+        /*
+         * Linked again: the grace period of the garbage collector starts anew. The time
+         * always moves forward, even twice in one second, so a collector that decided on
+         * the older time sees the link changed (index_gc_repo) and keeps it.
+         */
+        uint64_t now = now_seconds();
         struct wrec w = {.len = 0};
         put_u8(&w, REC_VERSION);
         put_u64(&w, existing);
-        put_u64(&w, now_seconds());
+        put_u64(&w, now > linked_at ? now : linked_at + 1);
         MDB_val v = wrec_val(&w);
         rc = mdb_put(txn, idx->db[DB_LINKS], &lk.val, &v, 0);
         if (rc == 0)
@@ -1936,9 +2011,10 @@ static int manifest_delete_txn(struct index *idx, MDB_txn *txn, const char *repo
 }
 
 enum store_err index_gc_repo(struct index *idx, const char *repo, uint64_t gen,
-                             const struct digest *unlink, size_t nunlink,
-                             const struct digest *drop, size_t ndrop)
+                             const struct index_gc_link *unlink, size_t nunlink,
+                             const struct digest *drop, size_t ndrop, size_t *unlinked)
 {
+    size_t removed = 0;
     MDB_txn *txn;
     int rc = txn_begin(idx, true, &txn);
     if (rc != 0)
@@ -1956,22 +2032,29 @@ enum store_err index_gc_repo(struct index *idx, const char *repo, uint64_t gen,
             rc = 0;
     }
     for (size_t i = 0; rc == 0 && i < nunlink; i++) {
-        uint64_t size = 0;
-        rc = link_get(idx, txn, repo, &unlink[i], &size);
-        if (rc == MDB_NOTFOUND) {
+        uint64_t size = 0, linked_at = 0;
+        const struct digest *d = &unlink[i].digest;
+        rc = link_read(idx, txn, repo, d, &size, &linked_at);
+        /* gone, or linked again since the scan (an upload or mount the client was told
+         * succeeded, whose manifest is on its way): left alone */
+        if (rc == MDB_NOTFOUND || (rc == 0 && linked_at != unlink[i].linked_at)) {
             rc = 0;
             continue;
         }
         struct key k;
-        key2(&k, repo, unlink[i].str);
+        key2(&k, repo, d->str);
         if (rc == 0)
             rc = mdb_del(txn, idx->db[DB_LINKS], &k.val, NULL);
         if (rc == 0)
             rc = stored_adjust(idx, txn, repo, -(int64_t)size);
         if (rc == 0)
-            rc = blob_ref(idx, txn, &unlink[i], size, -1);
+            rc = blob_ref(idx, txn, d, size, -1);
+        removed += rc == 0;
     }
-    return txn_end(txn, rc);
+    enum store_err err = txn_end(txn, rc);
+    if (err == STORE_OK)
+        *unlinked = removed;
+    return err;
 }
 
 struct typed_scan {

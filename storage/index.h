@@ -263,13 +263,21 @@ enum store_err index_tags_scan(struct index *idx, const char *repo, index_tag_cb
 typedef int (*index_link_cb)(const char *digest, uint64_t size, uint64_t linked_at, void *arg);
 enum store_err index_links_scan(struct index *idx, const char *repo, index_link_cb cb, void *arg);
 
+/* A link the collector decided to remove, with the linked_at time it saw. */
+struct index_gc_link {
+    struct digest digest;
+    uint64_t linked_at;
+};
+
 /*
  * In one txn, if repo's generation is still gen: deletes the manifests in drop (with their
- * tags and referrer entries) and the links in unlink. STORE_EBUSY when the generation moved.
+ * tags and referrer entries) and the links in unlink whose linked_at is still the one seen
+ * (a link refreshed since, by an upload or mount, stays; *unlinked counts those that went).
+ * STORE_EBUSY when the generation moved.
  */
 enum store_err index_gc_repo(struct index *idx, const char *repo, uint64_t gen,
-                             const struct digest *unlink, size_t nunlink,
-                             const struct digest *drop, size_t ndrop);
+                             const struct index_gc_link *unlink, size_t nunlink,
+                             const struct digest *drop, size_t ndrop, size_t *unlinked);
 
 typedef int (*index_blob_cb)(const char *digest, uint64_t size, uint32_t refs, uint64_t created,
                              void *arg);

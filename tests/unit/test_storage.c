@@ -472,8 +472,61 @@ static void test_usage(void)
     index_close(idx);
 }
 
-/* Writes (or with v < 0 deletes) the schema stamp "V" straight into the LMDB environment. */
-static void set_schema(long v)
+static int note_link(const char *digest, uint64_t size, uint64_t linked_at, void *arg)
+{
+    (void)digest;
+    (void)size;
+    *(uint64_t *)arg = linked_at;
+    return 0;
+}
+
+/* What the collector decided is re-checked in the txn that applies it. */
+static void test_gc_rechecks(void)
+{
+    fresh_dir();
+    struct index *idx = open_index();
+    struct digest d;
+    CHECK_INT(digest_of(DIGEST_SHA256, "layer", 5, &d), ==, STORE_OK);
+    uint64_t size = 5, gen = 0, seen = 0;
+    CHECK_INT(index_blob_link(idx, "r", &d, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_repo_gen(idx, "r", &gen), ==, STORE_OK);
+    CHECK_INT(index_links_scan(idx, "r", note_link, &seen), ==, STORE_OK);
+    /* the collector decided on the link; the client uploads the blob again (in the same
+     * second) and is told 201: the link stays */
+    CHECK_INT(index_blob_link(idx, "r", &d, &size, NULL), ==, STORE_OK);
+    struct index_gc_link gl = {d, seen};
+    size_t unlinked = 99;
+    CHECK_INT(index_gc_repo(idx, "r", gen, &gl, 1, NULL, 0, &unlinked), ==, STORE_OK);
+    CHECK_INT(unlinked, ==, 0);
+    CHECK_INT(index_blob_linked(idx, "r", &d, &size), ==, STORE_OK);
+    /* a mount refreshes it the same way */
+    CHECK_INT(index_links_scan(idx, "r", note_link, &gl.linked_at), ==, STORE_OK);
+    CHECK_INT(index_blob_link(idx, "r", &d, &size, "r"), ==, STORE_OK);
+    CHECK_INT(index_gc_repo(idx, "r", gen, &gl, 1, NULL, 0, &unlinked), ==, STORE_OK);
+    CHECK_INT(unlinked, ==, 0);
+    /* decided on what is there now: it goes */
+    CHECK_INT(index_links_scan(idx, "r", note_link, &gl.linked_at), ==, STORE_OK);
+    CHECK_INT(index_gc_repo(idx, "r", gen, &gl, 1, NULL, 0, &unlinked), ==, STORE_OK);
+    CHECK_INT(unlinked, ==, 1);
+    CHECK_INT(index_blob_linked(idx, "r", &d, &size), ==, STORE_ENOENT);
+
+    /* a repository deleted and made again never returns to a generation seen before */
+    uint64_t g1 = 0, g2 = 0;
+    CHECK_INT(index_blob_link(idx, "g", &d, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_repo_gen(idx, "g", &g1), ==, STORE_OK);
+    CHECK_INT(index_repo_delete(idx, "g"), ==, STORE_OK);
+    CHECK_INT(index_blob_link(idx, "g", &d, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_repo_gen(idx, "g", &g2), ==, STORE_OK);
+    CHECK(g2 != g1);
+    CHECK_INT(index_links_scan(idx, "g", note_link, &gl.linked_at), ==, STORE_OK);
+    CHECK_INT(index_gc_repo(idx, "g", g1, &gl, 1, NULL, 0, &unlinked), ==, STORE_EBUSY);
+    CHECK_INT(index_blob_linked(idx, "g", &d, &size), ==, STORE_OK);
+    index_close(idx);
+}
+
+/* Writes v as a 4-byte record under key in the usage table, straight into the LMDB
+ * environment; v < 0 deletes the key. */
+static void raw_usage_put(const char *key, size_t klen, long v)
 {
     char dir[300];
     snprintf(dir, sizeof(dir), "%s/index", tmpdir);
@@ -486,7 +539,7 @@ static void set_schema(long v)
     CHECK(mdb_env_open(env, dir, 0, 0600) == 0);
     CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
     CHECK(mdb_dbi_open(txn, "usage", 0, &dbi) == 0);
-    MDB_val k = {1, (void *)"V"};
+    MDB_val k = {klen, (void *)key};
     unsigned char b[4] = {(unsigned char)v, 0, 0, 0};
     MDB_val val = {4, b};
     if (v < 0)
@@ -495,6 +548,12 @@ static void set_schema(long v)
         CHECK(mdb_put(txn, dbi, &k, &val, 0) == 0);
     CHECK(mdb_txn_commit(txn) == 0);
     mdb_env_close(env);
+}
+
+/* The schema stamp "V" (v < 0: none, as before versions existed). */
+static void set_schema(long v)
+{
+    raw_usage_put("V", 1, v);
 }
 
 static void test_schema_versions(void)
@@ -518,6 +577,21 @@ static void test_schema_versions(void)
     CHECK_INT(index_open(&idx, dir, 64u << 20), ==, STORE_EVERSION);
     set_schema((long)index_schema_version());
     idx = open_index();
+    /* schema 1 had no generation clock: the migration starts it past every repository's
+     * generation, so a repository made again does not come back to one seen before */
+    struct digest m;
+    CHECK_INT(digest_of(DIGEST_SHA256, "policy", 6, &m), ==, STORE_OK);
+    uint64_t before = 0, after = 0;
+    CHECK_INT(index_blob_link(idx, "busy", &m, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_repo_gen(idx, "busy", &before), ==, STORE_OK);
+    index_close(idx);
+    raw_usage_put("c", 2, -1);
+    set_schema(1);
+    idx = open_index();
+    CHECK_INT(index_repo_delete(idx, "busy"), ==, STORE_OK);
+    CHECK_INT(index_blob_link(idx, "busy", &m, &size, NULL), ==, STORE_OK);
+    CHECK_INT(index_repo_gen(idx, "busy", &after), ==, STORE_OK);
+    CHECK(after > before);
     index_close(idx);
 }
 
@@ -530,6 +604,7 @@ int main(void)
     RUN(test_index_blobs_and_lists);
     RUN(test_index_manifests);
     RUN(test_usage);
+    RUN(test_gc_rechecks);
     RUN(test_schema_versions);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
