@@ -174,16 +174,18 @@ enum auth_err auth_token_issue(const struct auth_keys *k, const struct auth_toke
     randombytes_buf(jti, sizeof(jti));
     char jtis[sizeof(jti) * 2 + 1];
     sodium_bin2hex(jtis, sizeof(jtis), jti, sizeof(jti));
+    char acct[17];
+    snprintf(acct, sizeof(acct), "%016llx", (unsigned long long)req->account);
     json_t *hdr = json_pack("{s:s, s:s, s:s}", "typ", "JWT", "alg", "EdDSA", "kid", k->kid);
     json_t *access = json_array();
     for (size_t i = 0; access != NULL && i < req->naccess; i++)
         json_array_append_new(access, access_json(&req->access[i]));
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:o}", "iss",
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:s, s:o}", "iss",
                                req->issuer, "sub", req->subject, "aud", req->audience, "exp",
                                (json_int_t)(req->now + req->ttl), "nbf", (json_int_t)req->now,
                                "iat", (json_int_t)req->now, "jti", jtis, "ocireg_kind",
                                kind_names[req->kind], "ocireg_gen", (json_int_t)req->generation,
-                               "access", access);
+                               "ocireg_acct", acct, "access", access);
     if (hdr == NULL || claims == NULL)
         goto out;
     htext = json_dumps(hdr, JSON_COMPACT);
@@ -224,6 +226,25 @@ out:
 }
 
 /* ---- verification ---- */
+
+/* Exactly 16 lower-case hex digits, as auth_token_issue writes them. */
+static bool parse_account(const char *s, uint64_t *out)
+{
+    if (s == NULL || strlen(s) != 16)
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char ch = s[i];
+        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+                     : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                                              : 16u;
+        if (d == 16)
+            return false;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return true;
+}
 
 static bool unb64url(const char *s, size_t len, unsigned char *out, size_t cap, size_t *outlen)
 {
@@ -401,6 +422,9 @@ enum auth_err auth_token_verify(const struct auth_keys *k, const char *token, co
                             json_integer_value(gen) > (json_int_t)UINT32_MAX))
             goto out;
         c.generation = gen != NULL ? (uint32_t)json_integer_value(gen) : 0;
+        json_t *acct = json_object_get(claims, "ocireg_acct");
+        if (acct != NULL && !parse_account(json_string_value(acct), &c.account))
+            goto out;
     }
     rc = parse_access(json_object_get(claims, "access"), &c);
     if (rc != AUTH_OK)

@@ -5,7 +5,8 @@
  * Three kinds share the format, told apart by the "ocireg_kind" claim: access tokens (the
  * Docker token spec's bearer tokens, with "access"), refresh tokens (docker login's identity
  * token) and login passwords (short-lived passwords for basic auth and docker login).
- * Refresh tokens and login passwords carry the user's generation; bumping it revokes them.
+ * Our tokens carry the user's account id and generation: a token of another account of the
+ * same name, or of an older generation, is worth nothing (auth_user_current).
  */
 #ifndef OCIREG_AUTH_TOKEN_H
 #define OCIREG_AUTH_TOKEN_H
@@ -52,7 +53,8 @@ struct auth_token_req {
     const struct auth_access *access;
     size_t naccess;
     uint64_t now;
-    uint64_t ttl; /* seconds */
+    uint64_t ttl;     /* seconds */
+    uint64_t account; /* the subject's auth_user.account (0 for anonymous) */
 };
 
 /* Signs a token. *out is OWNED (free()). */
@@ -63,6 +65,7 @@ struct auth_claims {
     enum auth_token_kind kind;
     char subject[AUTH_NAME_MAX + 1];
     uint32_t generation;
+    uint64_t account; /* "ocireg_acct" of our tokens; 0 when absent */
     uint64_t expires;
     bool external; /* signed by the trusted external issuer */
     size_t naccess;

@@ -1,6 +1,8 @@
 #include <fnmatch.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -9,8 +11,12 @@
 #include "auth/users.h"
 #include "storage/names.h"
 
-#define REC_VERSION 1
-#define USER_REC_MAX (1 + 1 + 4 + 8 + crypto_pwhash_STRBYTES)
+/* Version 1: flags, generation, created, hash. Version 2 adds the account id after created. */
+#define REC_VERSION 2
+#define GRANT_REC_VERSION 1
+#define USER_REC_HEAD_V1 14
+#define USER_REC_HEAD 22
+#define USER_REC_MAX (USER_REC_HEAD + crypto_pwhash_STRBYTES)
 /* Argon2id verifications at once: each takes MEMLIMIT_INTERACTIVE (64 MiB) of memory. */
 #define PWHASH_PARALLEL 2
 
@@ -167,6 +173,30 @@ struct user_rec {
     char hash[crypto_pwhash_STRBYTES];
 };
 
+/* Decodes the fixed head of a user record (both versions); the hash is left to the caller.
+ * Returns the head's length, 0 when the record is not one we know. */
+static size_t user_decode(const unsigned char *buf, size_t len, struct auth_user *u)
+{
+    if (len < 1 || (buf[0] != 1 && buf[0] != REC_VERSION))
+        return 0;
+    size_t head = buf[0] == 1 ? USER_REC_HEAD_V1 : USER_REC_HEAD;
+    if (len < head)
+        return 0;
+    u->robot = buf[1] & 1;
+    u->generation = 0;
+    for (int i = 3; i >= 0; i--)
+        u->generation = (u->generation << 8) | buf[2 + i];
+    u->created = 0;
+    for (int i = 7; i >= 0; i--)
+        u->created = (u->created << 8) | buf[6 + i];
+    /* version 1 accounts predate ids: 0, which no account made since is ever given */
+    u->account = 0;
+    if (head == USER_REC_HEAD)
+        for (int i = 7; i >= 0; i--)
+            u->account = (u->account << 8) | buf[14 + i];
+    return head;
+}
+
 static enum auth_err user_load(struct index *idx, const char *name, struct user_rec *out)
 {
     unsigned char buf[USER_REC_MAX];
@@ -174,17 +204,13 @@ static enum auth_err user_load(struct index *idx, const char *name, struct user_
     enum store_err rc = index_kv_get(idx, INDEX_USERS, name, strlen(name), buf, sizeof(buf), &len);
     if (rc != STORE_OK)
         return from_store(rc);
-    if (len < 14 || buf[0] != REC_VERSION || len - 14 >= sizeof(out->hash))
-        return AUTH_EIO;
     memset(out, 0, sizeof(*out));
+    size_t head = user_decode(buf, len, &out->user);
+    if (head == 0 || len - head >= sizeof(out->hash))
+        return AUTH_EIO;
     snprintf(out->user.name, sizeof(out->user.name), "%s", name);
-    out->user.robot = buf[1] & 1;
-    for (int i = 3; i >= 0; i--)
-        out->user.generation = (out->user.generation << 8) | buf[2 + i];
-    for (int i = 7; i >= 0; i--)
-        out->user.created = (out->user.created << 8) | buf[6 + i];
-    memcpy(out->hash, buf + 14, len - 14);
-    out->hash[len - 14] = '\0';
+    memcpy(out->hash, buf + head, len - head);
+    out->hash[len - head] = '\0';
     return AUTH_OK;
 }
 
@@ -198,9 +224,12 @@ static enum auth_err user_store(struct index *idx, const struct user_rec *u, boo
         buf[2 + i] = (unsigned char)(u->user.generation >> (8 * i));
     for (int i = 0; i < 8; i++)
         buf[6 + i] = (unsigned char)(u->user.created >> (8 * i));
-    memcpy(buf + 14, u->hash, hl);
+    for (int i = 0; i < 8; i++)
+        buf[14 + i] = (unsigned char)(u->user.account >> (8 * i));
+    memcpy(buf + USER_REC_HEAD, u->hash, hl);
     const char *name = u->user.name;
-    return from_store(index_kv_put(idx, INDEX_USERS, name, strlen(name), buf, 14 + hl, create));
+    return from_store(
+        index_kv_put(idx, INDEX_USERS, name, strlen(name), buf, USER_REC_HEAD + hl, create));
 }
 
 static enum auth_err hash_password(const char *password, char *out)
@@ -225,6 +254,10 @@ enum auth_err auth_user_add(struct index *idx, const char *name, const char *pas
     snprintf(u.user.name, sizeof(u.user.name), "%s", name);
     u.user.robot = robot;
     u.user.created = (uint64_t)time(NULL);
+    /* a fresh random id: whatever was issued to an earlier account of this name names
+     * another account and is never valid for this one */
+    while (u.user.account == 0)
+        randombytes_buf(&u.user.account, sizeof(u.user.account));
     enum auth_err rc = hash_password(password, u.hash);
     if (rc == AUTH_OK)
         rc = user_store(idx, &u, true);
@@ -277,6 +310,13 @@ enum auth_err auth_user_revoke(struct index *idx, const char *name)
     return rc;
 }
 
+bool auth_user_current(struct index *idx, const char *name, uint64_t account, uint32_t generation)
+{
+    struct auth_user u;
+    return auth_user_get(idx, name, &u) == AUTH_OK && u.account == account &&
+           u.generation == generation;
+}
+
 enum auth_err auth_user_get(struct index *idx, const char *name, struct auth_user *out)
 {
     if (!auth_user_name_valid(name))
@@ -296,23 +336,17 @@ struct list_ctx {
 
 static int list_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
-    (void)val;
-    (void)vlen;
     struct list_ctx *ctx = arg;
     char name[AUTH_NAME_MAX + 1];
     if (klen > AUTH_NAME_MAX)
         return 0;
     memcpy(name, key, klen);
     name[klen] = '\0';
-    const unsigned char *v = val;
     struct auth_user u;
     memset(&u, 0, sizeof(u));
+    if (user_decode(val, vlen, &u) == 0)
+        return 0;
     memcpy(u.name, name, klen + 1);
-    if (vlen >= 14) {
-        u.robot = v[1] & 1;
-        for (int i = 7; i >= 0; i--)
-            u.created = (u.created << 8) | v[6 + i];
-    }
     return ctx->cb(&u, ctx->arg);
 }
 
@@ -387,7 +421,7 @@ enum auth_err auth_grant(struct index *idx, const char *principal, const char *p
     }
     char key[AUTH_NAME_MAX + 1 + NAME_MAX_LEN + 1];
     size_t klen = grant_key(key, sizeof(key), principal, pattern);
-    unsigned char val[2] = {REC_VERSION, (unsigned char)actions};
+    unsigned char val[2] = {GRANT_REC_VERSION, (unsigned char)actions};
     return from_store(index_kv_put(idx, INDEX_GRANTS, key, klen, val, sizeof(val), false));
 }
 
@@ -433,37 +467,111 @@ enum auth_err auth_grant_list(struct index *idx, const char *principal, auth_gra
     return from_store(index_kv_scan(idx, INDEX_GRANTS, prefix, plen, grant_one, &ctx));
 }
 
-struct allowed_ctx {
-    const char *repo;
-    unsigned mask;
-    bool catalog;
+struct auth_grant_set {
+    struct grant_entry {
+        char pattern[NAME_MAX_LEN + 1];
+        unsigned actions;
+    } *e;
+    size_t n, cap;
+    bool failed;
 };
 
-static int allowed_one(const char *principal, const char *pattern, unsigned actions, void *arg)
+static int set_add(const char *principal, const char *pattern, unsigned actions, void *arg)
 {
     (void)principal;
-    struct allowed_ctx *ctx = arg;
-    if (ctx->repo != NULL && auth_pattern_match(pattern, ctx->repo))
-        ctx->mask |= actions;
-    if (strcmp(pattern, "*") == 0 && (actions & AUTH_PULL))
-        ctx->catalog = true;
+    struct auth_grant_set *g = arg;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        struct grant_entry *p = realloc(g->e, cap * sizeof(*p));
+        if (p == NULL) {
+            g->failed = true;
+            return 1;
+        }
+        g->e = p;
+        g->cap = cap;
+    }
+    snprintf(g->e[g->n].pattern, sizeof(g->e[g->n].pattern), "%s", pattern);
+    g->e[g->n++].actions = actions;
     return 0;
+}
+
+enum auth_err auth_grants_load(struct index *idx, const char *principal,
+                               struct auth_grant_set **out)
+{
+    struct auth_grant_set *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return AUTH_ENOMEM;
+    enum auth_err rc = auth_grant_list(idx, AUTH_ANONYMOUS, set_add, g);
+    if (rc == AUTH_OK && principal != NULL && strcmp(principal, AUTH_ANONYMOUS) != 0)
+        rc = auth_grant_list(idx, principal, set_add, g);
+    if (rc == AUTH_OK && g->failed)
+        rc = AUTH_ENOMEM;
+    if (rc != AUTH_OK) {
+        auth_grants_free(g);
+        return rc;
+    }
+    *out = g;
+    return AUTH_OK;
+}
+
+void auth_grants_free(struct auth_grant_set *g)
+{
+    if (g == NULL)
+        return;
+    free(g->e);
+    free(g);
+}
+
+unsigned auth_grants_allowed(const struct auth_grant_set *g, const char *repo)
+{
+    unsigned mask = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (auth_pattern_match(g->e[i].pattern, repo))
+            mask |= g->e[i].actions;
+    return mask;
+}
+
+bool auth_grants_catalog(const struct auth_grant_set *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (strcmp(g->e[i].pattern, "*") == 0 && (g->e[i].actions & AUTH_PULL))
+            return true;
+    return false;
+}
+
+static int admin_one(const char *principal, const char *pattern, unsigned actions, void *arg)
+{
+    (void)principal;
+    if (strcmp(pattern, "*") == 0 && (actions & AUTH_ALL) == AUTH_ALL)
+        *(bool *)arg = true;
+    return 0;
+}
+
+bool auth_user_is_admin(struct index *idx, const char *name)
+{
+    bool admin = false;
+    if (!auth_user_name_valid(name))
+        return false;
+    (void)auth_grant_list(idx, name, admin_one, &admin);
+    return admin;
 }
 
 unsigned auth_allowed(struct index *idx, const char *principal, const char *repo)
 {
-    struct allowed_ctx ctx = {repo, 0, false};
-    (void)auth_grant_list(idx, AUTH_ANONYMOUS, allowed_one, &ctx);
-    if (principal != NULL && strcmp(principal, AUTH_ANONYMOUS) != 0)
-        (void)auth_grant_list(idx, principal, allowed_one, &ctx);
-    return ctx.mask;
+    struct auth_grant_set *g = NULL;
+    if (auth_grants_load(idx, principal, &g) != AUTH_OK)
+        return 0;
+    unsigned mask = auth_grants_allowed(g, repo);
+    auth_grants_free(g);
+    return mask;
 }
 
 bool auth_catalog_allowed(struct index *idx, const char *principal)
 {
-    struct allowed_ctx ctx = {NULL, 0, false};
-    (void)auth_grant_list(idx, AUTH_ANONYMOUS, allowed_one, &ctx);
-    if (principal != NULL && strcmp(principal, AUTH_ANONYMOUS) != 0)
-        (void)auth_grant_list(idx, principal, allowed_one, &ctx);
-    return ctx.catalog;
+    struct auth_grant_set *g = NULL;
+    if (auth_grants_load(idx, principal, &g) != AUTH_OK)
+        return false;
+    bool ok = auth_grants_catalog(g);
+    auth_grants_free(g);
+    return ok;
 }

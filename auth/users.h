@@ -41,6 +41,10 @@ struct auth_user {
     bool robot;
     uint32_t generation; /* bumped to revoke refresh tokens and login passwords */
     uint64_t created;
+    /* Random, given when the user is added and never again: a user deleted and added anew
+     * is another account, and nothing issued to the old one names the new one. 0 only for
+     * accounts made before ids existed. */
+    uint64_t account;
 };
 
 /* Adds a user with an Argon2id hash of password. AUTH_EEXIST if the name is taken. */
@@ -51,6 +55,9 @@ enum auth_err auth_user_passwd(struct index *idx, const char *name, const char *
 /* Revokes refresh tokens and login passwords without changing the password. */
 enum auth_err auth_user_revoke(struct index *idx, const char *name);
 enum auth_err auth_user_get(struct index *idx, const char *name, struct auth_user *out);
+/* True when name is a user, of that account, at that generation: what a token or cached
+ * credential issued to it still needs to be worth anything. */
+bool auth_user_current(struct index *idx, const char *name, uint64_t account, uint32_t generation);
 
 typedef int (*auth_user_cb)(const struct auth_user *u, void *arg);
 enum auth_err auth_user_list(struct index *idx, auth_user_cb cb, void *arg);
@@ -82,7 +89,22 @@ enum auth_err auth_grant_list(struct index *idx, const char *principal, auth_gra
  */
 unsigned auth_allowed(struct index *idx, const char *principal, const char *repo);
 
-/* True when principal may list the catalog: it holds pull on the pattern "*". */
+/* True when principal may list the whole catalog: it holds pull on the pattern "*". */
 bool auth_catalog_allowed(struct index *idx, const char *principal);
+
+/*
+ * The grants of principal (NULL: anonymous) and of anonymous, read once, for deciding on
+ * many repositories (a catalog). OWNED: free with auth_grants_free.
+ */
+struct auth_grant_set;
+enum auth_err auth_grants_load(struct index *idx, const char *principal,
+                               struct auth_grant_set **out);
+void auth_grants_free(struct auth_grant_set *g); /* NULL is a no-op */
+unsigned auth_grants_allowed(const struct auth_grant_set *g, const char *repo);
+/* Pull on the pattern "*": the whole catalog. */
+bool auth_grants_catalog(const struct auth_grant_set *g);
+/* The user itself (not anonymous) holds every action on the pattern "*" (ocireg grant NAME
+ * '*' '*'): an administrator, who may use the admin listener when auth is on. */
+bool auth_user_is_admin(struct index *idx, const char *name);
 
 #endif

@@ -17,25 +17,8 @@
 #include "server/httpparse.h"
 #include "server/log.h"
 
-/* Verified Basic credentials are remembered this long, so Argon2id runs once per client. */
-#define CRED_TTL 60
-#define CRED_SLOTS 256
 #define TOKEN_FORM_MAX 8192
 #define MAX_SCOPES 32
-
-struct cred_slot {
-    unsigned char key[crypto_generichash_BYTES]; /* keyed hash of name \0 password */
-    char name[AUTH_NAME_MAX + 1];
-    uint32_t generation;
-    time_t expires;
-};
-
-struct cred_cache {
-    pthread_mutex_t mu;
-    unsigned char hash_key[crypto_generichash_KEYBYTES];
-    struct cred_slot slots[CRED_SLOTS];
-    unsigned next;
-};
 
 enum store_err authz_init(struct server *srv)
 {
@@ -58,24 +41,14 @@ enum store_err authz_init(struct server *srv)
             return STORE_EINVAL;
         }
     }
-    srv->creds = calloc(1, sizeof(*srv->creds));
-    if (srv->creds == NULL)
-        return STORE_ENOMEM;
-    pthread_mutex_init(&srv->creds->mu, NULL);
-    randombytes_buf(srv->creds->hash_key, sizeof(srv->creds->hash_key));
-    return STORE_OK;
+    return creds_init(srv);
 }
 
 void authz_free(struct server *srv)
 {
     auth_keys_close(srv->keys);
     srv->keys = NULL;
-    if (srv->creds != NULL) {
-        pthread_mutex_destroy(&srv->creds->mu);
-        sodium_memzero(srv->creds, sizeof(*srv->creds));
-        free(srv->creds);
-        srv->creds = NULL;
-    }
+    creds_free(srv);
 }
 
 void authz_request_done(struct request *r)
@@ -83,103 +56,6 @@ void authz_request_done(struct request *r)
     if (r->has_claims)
         auth_claims_free(&r->claims);
     r->has_claims = false;
-}
-
-/* ---- credentials ---- */
-
-static void cred_key(struct cred_cache *c, const char *name, const char *password,
-                     unsigned char *out)
-{
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, c->hash_key, sizeof(c->hash_key), crypto_generichash_BYTES);
-    crypto_generichash_update(&st, (const unsigned char *)name, strlen(name) + 1);
-    crypto_generichash_update(&st, (const unsigned char *)password, strlen(password));
-    crypto_generichash_final(&st, out, crypto_generichash_BYTES);
-}
-
-/* A login password: a token we signed for this user, of kind login, not revoked. */
-static bool login_password_ok(struct server *srv, const char *name, const char *password)
-{
-    if (strchr(password, '.') == NULL)
-        return false;
-    struct auth_claims c;
-    if (auth_token_verify(srv->keys, password, srv->cfg.issuer, srv->cfg.service,
-                          (uint64_t)time(NULL), &c) != AUTH_OK)
-        return false;
-    struct auth_user u;
-    bool ok = c.kind == AUTH_TOKEN_LOGIN && !c.external && strcmp(c.subject, name) == 0 &&
-              auth_user_get(srv->idx, name, &u) == AUTH_OK && u.generation == c.generation;
-    auth_claims_free(&c);
-    return ok;
-}
-
-/* Checks a user's password (or login password), with a short-lived cache of successes. */
-static bool credentials_ok(struct server *srv, const char *name, const char *password)
-{
-    struct cred_cache *c = srv->creds;
-    unsigned char key[crypto_generichash_BYTES];
-    cred_key(c, name, password, key);
-    time_t now = time(NULL);
-    bool hit = false;
-    uint32_t gen = 0;
-    pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < CRED_SLOTS && !hit; i++) {
-        struct cred_slot *s = &c->slots[i];
-        if (s->expires > now && sodium_memcmp(s->key, key, sizeof(key)) == 0) {
-            hit = true;
-            gen = s->generation;
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-    struct auth_user u;
-    if (hit) {
-        /* a deleted user or a changed password ends the cached session at once */
-        return auth_user_get(srv->idx, name, &u) == AUTH_OK && u.generation == gen;
-    }
-    bool ok = login_password_ok(srv, name, password) ||
-              auth_password_check(srv->idx, name, password, NULL) == AUTH_OK;
-    if (ok && auth_user_get(srv->idx, name, &u) == AUTH_OK) {
-        pthread_mutex_lock(&c->mu);
-        struct cred_slot *s = &c->slots[c->next++ % CRED_SLOTS];
-        memcpy(s->key, key, sizeof(key));
-        snprintf(s->name, sizeof(s->name), "%s", name);
-        s->generation = u.generation;
-        s->expires = now + CRED_TTL;
-        pthread_mutex_unlock(&c->mu);
-    }
-    return ok;
-}
-
-/*
- * Parses "Authorization: Basic base64(name:password)" into name[] and password[].
- * false when the header is not Basic or is malformed.
- */
-static bool parse_basic(const char *hdr, char *name, size_t ncap, char *password, size_t pcap)
-{
-    if (hdr == NULL || strncasecmp(hdr, "Basic ", 6) != 0)
-        return false;
-    const char *b64 = hdr + 6;
-    while (*b64 == ' ')
-        b64++;
-    unsigned char raw[AUTH_NAME_MAX + AUTH_PASSWORD_MAX + AUTH_TOKEN_MAX];
-    size_t len = 0;
-    if (sodium_base642bin(raw, sizeof(raw) - 1, b64, strlen(b64), NULL, &len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0)
-        return false;
-    raw[len] = '\0';
-    char *colon = memchr(raw, ':', len);
-    if (colon == NULL || memchr(raw, '\0', len) != NULL)
-        return false;
-    size_t nl = (size_t)(colon - (char *)raw), pl = len - nl - 1;
-    bool ok = nl < ncap && pl < pcap;
-    if (ok) {
-        memcpy(name, raw, nl);
-        name[nl] = '\0';
-        memcpy(password, colon + 1, pl);
-        password[pl] = '\0';
-    }
-    sodium_memzero(raw, sizeof(raw));
-    return ok;
 }
 
 /* ---- the challenge ---- */
@@ -287,17 +163,19 @@ bool authz_check(struct request *r, enum MHD_Result *ret)
     bool has_scope = catalog || need != 0;
 
     if (srv->cfg.auth == AUTH_MODE_BASIC) {
-        char name[AUTH_NAME_MAX + 1], password[AUTH_TOKEN_MAX];
         bool given = hdr != NULL;
         if (given) {
-            bool ok = parse_basic(hdr, name, sizeof(name), password, sizeof(password)) &&
-                      credentials_ok(srv, name, password);
-            sodium_memzero(password, sizeof(password));
-            if (!ok) {
+            unsigned retry = 0;
+            enum cred_result cr = authz_basic(srv, r->conn, hdr, r->principal,
+                                              sizeof(r->principal), &retry);
+            if (cr == CRED_THROTTLED) {
+                *ret = reply_throttled(r, retry);
+                return false;
+            }
+            if (cr != CRED_OK) {
                 *ret = challenge(r, NULL, NULL, "invalid username or password");
                 return false;
             }
-            snprintf(r->principal, sizeof(r->principal), "%s", name);
         } else if (r->route.kind == ROUTE_BASE) {
             *ret = challenge(r, NULL, NULL, NULL);
             return false;
@@ -329,6 +207,13 @@ bool authz_check(struct request *r, enum MHD_Result *ret)
         auth_claims_free(&r->claims);
         rc = AUTH_EDENIED;
     }
+    /* ours, for a user: worth nothing once that account is gone, replaced or revoked */
+    if (rc == AUTH_OK && !r->claims.external && r->claims.subject[0] != '\0' &&
+        !auth_user_current(srv->idx, r->claims.subject, r->claims.account,
+                           r->claims.generation)) {
+        auth_claims_free(&r->claims);
+        rc = AUTH_EDENIED;
+    }
     if (rc != AUTH_OK) {
         *ret = challenge(r, has_scope ? scope : NULL, "invalid_token",
                          rc == AUTH_EEXPIRED ? "token expired" : "invalid token");
@@ -357,6 +242,31 @@ bool authz_check(struct request *r, enum MHD_Result *ret)
         return false;
     }
     return true;
+}
+
+enum cred_result authz_basic(struct server *srv, struct MHD_Connection *conn, const char *hdr,
+                             char *principal, size_t cap, unsigned *retry_after)
+{
+    char name[AUTH_NAME_MAX + 1], password[AUTH_TOKEN_MAX];
+    struct auth_user u;
+    enum cred_result cr = CRED_DENIED;
+    if (creds_parse_basic(hdr, name, sizeof(name), password, sizeof(password)))
+        cr = creds_check(srv, conn, name, password, &u, retry_after);
+    sodium_memzero(password, sizeof(password));
+    if (cr == CRED_OK)
+        snprintf(principal, cap, "%s", u.name);
+    return cr;
+}
+
+enum MHD_Result reply_throttled(struct request *r, unsigned retry_after)
+{
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%u", retry_after > 0 ? retry_after : 1);
+    struct MHD_Response *resp =
+        resp_error(r, API_TOOMANYREQUESTS, "too many failed logins from this address");
+    if (resp != NULL)
+        resp_header(resp, "Retry-After", secs);
+    return reply(r, api_err_status(API_TOOMANYREQUESTS), resp);
 }
 
 /* ---- the token endpoint ---- */
@@ -404,12 +314,15 @@ static bool parse_scope(const char *scope, struct auth_access *out)
     return true;
 }
 
-static enum MHD_Result token_error(struct request *r, unsigned status, const char *err,
-                                   const char *desc)
+/* An OAuth2-style error; retry_after (seconds) only for 429. */
+static enum MHD_Result token_error_after(struct request *r, unsigned status, const char *err,
+                                         const char *desc, unsigned retry_after)
 {
+    const char *code = status == 401   ? "UNAUTHORIZED"
+                       : status == 429 ? "TOOMANYREQUESTS"
+                                       : "DENIED";
     json_t *body = json_pack("{s:s, s:s, s:[{s:s, s:s}]}", "error", err, "error_description",
-                             desc, "errors", "code",
-                             status == 401 ? "UNAUTHORIZED" : "DENIED", "message", desc);
+                             desc, "errors", "code", code, "message", desc);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     struct MHD_Response *resp =
@@ -421,17 +334,32 @@ static enum MHD_Result token_error(struct request *r, unsigned status, const cha
         resp_header(resp, "Content-Type", "application/json");
         if (status == 401)
             resp_header(resp, "WWW-Authenticate", "Basic realm=\"ocireg\"");
+        if (status == 429) {
+            char secs[16];
+            snprintf(secs, sizeof(secs), "%u", retry_after > 0 ? retry_after : 1);
+            resp_header(resp, "Retry-After", secs);
+        }
     }
     return reply(r, status, resp);
 }
 
+static enum MHD_Result token_error(struct request *r, unsigned status, const char *err,
+                                   const char *desc)
+{
+    return token_error_after(r, status, err, desc, 0);
+}
+
+/* Tokens for user u (NULL: anonymous). */
 static enum MHD_Result issue_tokens(struct request *r, const struct token_params *p,
-                                    const char *subject, uint32_t generation)
+                                    const struct auth_user *u)
 {
     struct server *srv = r->srv;
     struct auth_access granted[MAX_SCOPES];
     size_t n = 0;
-    const char *who = subject[0] ? subject : NULL;
+    const char *subject = u != NULL ? u->name : "";
+    const char *who = u != NULL ? u->name : NULL;
+    uint32_t generation = u != NULL ? u->generation : 0;
+    uint64_t account = u != NULL ? u->account : 0;
     for (size_t i = 0; i < p->nscopes; i++) {
         /* docker may put several space-separated scopes in one parameter */
         char buf[NAME_MAX_LEN + 64 + 1];
@@ -453,13 +381,14 @@ static enum MHD_Result issue_tokens(struct request *r, const struct token_params
     }
     uint64_t now = (uint64_t)time(NULL);
     struct auth_token_req tr = {AUTH_TOKEN_ACCESS, srv->cfg.issuer, srv->cfg.service, subject,
-                                generation, granted, n, now, srv->cfg.token_ttl};
+                                generation, granted, n, now, srv->cfg.token_ttl, account};
     char *access = NULL, *refresh = NULL;
     if (auth_token_issue(srv->keys, &tr, &access) != AUTH_OK)
         return reply_store_error(r, STORE_ENOMEM, "token issue");
     if (p->offline && subject[0] != '\0') {
         struct auth_token_req rr = {AUTH_TOKEN_REFRESH, srv->cfg.issuer, srv->cfg.service,
-                                    subject, generation, NULL, 0, now, srv->cfg.refresh_ttl};
+                                    subject, generation, NULL, 0, now, srv->cfg.refresh_ttl,
+                                    account};
         if (auth_token_issue(srv->keys, &rr, &refresh) != AUTH_OK) {
             free(access);
             return reply_store_error(r, STORE_ENOMEM, "token issue");
@@ -553,28 +482,24 @@ static enum MHD_Result token_done(struct request *r)
     if (p.service != NULL && strcmp(p.service, srv->cfg.service) != 0)
         return token_error(r, 400, "invalid_request", "unknown service");
 
-    char name[AUTH_NAME_MAX + 1] = "", password[AUTH_TOKEN_MAX] = "";
-    uint32_t generation = 0;
     const char *hdr = req_header(r, "Authorization");
-    enum MHD_Result ret;
+    struct auth_user u;
     if (r->method == M_POST && p.grant_type != NULL && strcmp(p.grant_type, "refresh_token") == 0) {
         struct auth_claims c;
-        struct auth_user u;
         bool ok = p.refresh_token != NULL &&
                   auth_token_verify(srv->keys, p.refresh_token, srv->cfg.issuer,
                                     srv->cfg.service, (uint64_t)time(NULL), &c) == AUTH_OK;
         if (ok) {
             ok = c.kind == AUTH_TOKEN_REFRESH && !c.external &&
                  auth_user_get(srv->idx, c.subject, &u) == AUTH_OK &&
-                 u.generation == c.generation;
-            snprintf(name, sizeof(name), "%s", c.subject);
+                 u.account == c.account && u.generation == c.generation;
             auth_claims_free(&c);
         }
         if (!ok)
             return token_error(r, 401, "invalid_grant", "invalid refresh token");
-        generation = u.generation;
-        return issue_tokens(r, &p, name, generation);
+        return issue_tokens(r, &p, &u);
     }
+    char name[AUTH_NAME_MAX + 1] = "", password[AUTH_TOKEN_MAX] = "";
     bool have_creds = false;
     if (r->method == M_POST && p.grant_type != NULL) {
         if (strcmp(p.grant_type, "password") != 0)
@@ -586,22 +511,23 @@ static enum MHD_Result token_done(struct request *r)
         snprintf(password, sizeof(password), "%s", p.password);
         have_creds = true;
     } else if (hdr != NULL) {
-        if (!parse_basic(hdr, name, sizeof(name), password, sizeof(password)))
+        if (!creds_parse_basic(hdr, name, sizeof(name), password, sizeof(password)))
             return token_error(r, 401, "invalid_request", "malformed Authorization header");
         have_creds = true;
     }
-    if (have_creds) {
-        bool ok = credentials_ok(srv, name, password);
-        sodium_memzero(password, sizeof(password));
-        struct auth_user u;
-        if (!ok || auth_user_get(srv->idx, name, &u) != AUTH_OK) {
-            log_info("token: refused credentials for a user");
-            return token_error(r, 401, "invalid_grant", "invalid username or password");
-        }
-        generation = u.generation;
+    if (!have_creds)
+        return issue_tokens(r, &p, NULL);
+    unsigned retry = 0;
+    enum cred_result cr = creds_check(srv, r->conn, name, password, &u, &retry);
+    sodium_memzero(password, sizeof(password));
+    if (cr == CRED_THROTTLED)
+        return token_error_after(r, 429, "slow_down", "too many failed logins from this address",
+                                 retry);
+    if (cr != CRED_OK) {
+        log_info("token: refused credentials for a user");
+        return token_error(r, 401, "invalid_grant", "invalid username or password");
     }
-    ret = issue_tokens(r, &p, name, generation);
-    return ret;
+    return issue_tokens(r, &p, &u);
 }
 
 static enum store_err token_body(struct request *r, const char *data, size_t len)

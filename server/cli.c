@@ -377,7 +377,7 @@ int cli_login_password(int argc, char **argv)
     if (ret != 0)
         return ret;
     struct auth_token_req req = {AUTH_TOKEN_LOGIN, "ocireg", c.service, u.name, u.generation,
-                                 NULL, 0, (uint64_t)time(NULL), ttl};
+                                 NULL, 0, (uint64_t)time(NULL), ttl, u.account};
     char *tok = NULL;
     ret = report(auth_token_issue(keys, &req, &tok), "cannot sign a password for", c.pos[0]);
     if (ret == 0)

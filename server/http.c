@@ -39,6 +39,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->issuer = "ocireg";
     cfg->token_ttl = 300;
     cfg->refresh_ttl = 30 * 24 * 3600;
+    cfg->login_failures = 10;
     cfg->metrics_max_repos = 10000;
 }
 

@@ -172,6 +172,27 @@ bool authz_check(struct request *r, enum MHD_Result *ret);
 bool authz_can(struct request *r, const char *repo, unsigned action);
 /* Releases what authz_check kept in the request. */
 void authz_request_done(struct request *r);
+
+/* ---- credentials (creds.c) ---- */
+
+enum cred_result { CRED_OK, CRED_DENIED, CRED_THROTTLED };
+
+enum store_err creds_init(struct server *srv);
+void creds_free(struct server *srv);
+/* Splits "Basic base64(name:password)"; false when it is not that or does not fit. */
+bool creds_parse_basic(const char *hdr, char *name, size_t ncap, char *password, size_t pcap);
+/*
+ * Checks a password or a login password of name for the client of conn. CRED_OK fills *u;
+ * CRED_THROTTLED (nothing checked) when the client is over --login-failures, with the
+ * seconds to wait in *retry_after.
+ */
+enum cred_result creds_check(struct server *srv, struct MHD_Connection *conn, const char *name,
+                             const char *password, struct auth_user *u, unsigned *retry_after);
+/* creds_check of an Authorization: Basic header; the user's name into principal[cap]. */
+enum cred_result authz_basic(struct server *srv, struct MHD_Connection *conn, const char *hdr,
+                             char *principal, size_t cap, unsigned *retry_after);
+/* 429 TOOMANYREQUESTS with Retry-After. */
+enum MHD_Result reply_throttled(struct request *r, unsigned retry_after);
 /* The token endpoint, /auth/token (GET and POST). */
 enum MHD_Result api_token_prepare(struct request *r);
 

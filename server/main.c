@@ -74,6 +74,8 @@ static const char usage_serve[] =
     "                           clients only) (default 127.0.0.1 on the --listen port + 1;\n"
     "                           port 0 when --listen has port 0); it has no auth of its own\n"
     "  --admin-port-file FILE   write the admin listener's port to FILE once listening\n"
+    "  --login-failures N       failed logins allowed per client address and minute; past\n"
+    "                           them, 429 with Retry-After (default 10; 0: no bound)\n"
     "  --metrics-max-repos N    per-repository series in /metrics at most (default 10000)\n"
     "  --gc-interval DURATION   run the garbage collector this often (e.g. 6h; default never;\n"
     "                           'ocireg gc' runs it by hand, online)\n"
@@ -139,6 +141,7 @@ enum {
     OPT_CONFIG,
     OPT_CHECK_CONFIG,
     OPT_ACCESS_LOG,
+    OPT_LOGIN_FAILURES,
     OPT_HELP,
 };
 
@@ -170,6 +173,7 @@ static const struct option serve_opts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"login-failures", required_argument, NULL, OPT_LOGIN_FAILURES},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -309,6 +313,11 @@ static int serve_main(int argc, char **argv)
             break;
         case OPT_ACCESS_LOG:
             cfg.access_log = optarg;
+            break;
+        case OPT_LOGIN_FAILURES:
+            if (!parse_num(optarg, &v) || v > 100000)
+                return bad_usage(usage_serve, "--login-failures: expected 0..100000", optarg);
+            cfg.login_failures = (unsigned)v;
             break;
         case OPT_HELP:
             fputs(usage_serve, stdout);

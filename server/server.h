@@ -26,6 +26,7 @@ struct server_config {
     unsigned refresh_ttl;       /* seconds a refresh token lives */
     const char *ext_issuer;     /* trusted external token issuer, or NULL */
     const char *ext_public_key; /* its PEM public key file */
+    unsigned login_failures;    /* failed logins per client address and minute; 0: no bound */
     const char *tls_cert;       /* PEM files for native TLS, or NULL */
     const char *tls_key;
 

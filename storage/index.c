@@ -262,7 +262,8 @@ static int schema_check(struct index *idx, MDB_txn *txn)
     /* 0 -> 1: repos records gained a generation, repo_manifests a last-pulled time; both are
      * read as 0 when absent.
      * 1 -> 2: generations come from one clock (gen_next), which starts past every
-     * repository's own. */
+     * repository's own; users records may carry an account id (version 2 records, which an
+     * older binary cannot read). */
     if (have < 2) {
         MDB_cursor *cur;
         rc = mdb_cursor_open(txn, idx->db[DB_REPOS], &cur);

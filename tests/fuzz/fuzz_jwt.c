@@ -164,7 +164,8 @@ static void write_seeds(const char *dir)
     acc[1].actions = AUTH_PULL | AUTH_PUSH;
     snprintf(acc[2].name, sizeof(acc[2].name), "team/app-1");
     acc[2].actions = AUTH_ALL;
-    struct auth_token_req req = {AUTH_TOKEN_ACCESS, ISSUER, AUDIENCE, "alice", 0, acc, 3, NOW, 300};
+    struct auth_token_req req = {AUTH_TOKEN_ACCESS, ISSUER, AUDIENCE, "alice", 0, acc, 3, NOW, 300,
+                                 0x0123456789abcdefull};
     static const struct {
         enum auth_token_kind kind;
         const char *subject;

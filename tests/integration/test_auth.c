@@ -31,6 +31,10 @@ static char es_pem[128], rs_pem[128];
 static EVP_PKEY *es_key, *rs_key;
 static const char ALICE_PW[] = "alice-pass-1";
 static char bob_pw[64];
+/* alice's account id and generation, as our tokens carry them (alice_account_of). */
+static char alice_acct[17] = "0000000000000000";
+static long long alice_gen;
+
 
 /* ---- helpers ---- */
 
@@ -81,6 +85,30 @@ static long get_token(const char *user, const char *pw, const char *query, char 
 static void bearer(const char *tok, char *out, size_t cap)
 {
     snprintf(out, cap, "Bearer %s", tok);
+}
+
+/* Reads alice's current account id and generation from a token the server issues her, so a
+ * token the test signs itself can be a well-made one. */
+static void alice_account_of(void)
+{
+    char tok[4096];
+    CHECK_INT(get_token("alice", ALICE_PW, "scope=repository:team/app:pull", tok, sizeof(tok)),
+              ==, 200);
+    const char *p = strchr(tok, '.');
+    CHECK(p != NULL);
+    p++;
+    size_t plen = strcspn(p, ".");
+    char payload[4096];
+    size_t n = 0;
+    CHECK(sodium_base642bin((unsigned char *)payload, sizeof(payload) - 1, p, plen, NULL, &n,
+                            NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0);
+    payload[n] = '\0';
+    const char *a = strstr(payload, "\"ocireg_acct\":\"");
+    const char *g = strstr(payload, "\"ocireg_gen\":");
+    CHECK(a != NULL && g != NULL);
+    memcpy(alice_acct, a + 15, 16);
+    alice_acct[16] = '\0';
+    alice_gen = strtoll(g + 13, NULL, 10);
 }
 
 static void b64url(const void *data, size_t len, char *out, size_t cap)
@@ -152,9 +180,9 @@ static void claims(char *out, size_t cap, const char *iss, const char *aud, long
     long long now = (long long)time(NULL);
     snprintf(out, cap,
              "{\"iss\":\"%s\",\"sub\":\"alice\",\"aud\":\"%s\",\"exp\":%lld,\"nbf\":%lld,\"iat\":"
-             "%lld,\"jti\":\"j\",\"ocireg_kind\":\"%s\",\"access\":[{\"type\":\"repository\","
-             "\"name\":\"%s\",\"actions\":[\"pull\",\"push\"]}]}",
-             iss, aud, now + exp_delta, now + nbf_delta, now, kind, repo);
+             "%lld,\"jti\":\"j\",\"ocireg_kind\":\"%s\",\"ocireg_gen\":%lld,\"ocireg_acct\":\"%s\","
+             "\"access\":[{\"type\":\"repository\",\"name\":\"%s\",\"actions\":[\"pull\",\"push\"]}]}",
+             iss, aud, now + exp_delta, now + nbf_delta, now, kind, alice_gen, alice_acct, repo);
 }
 
 /* Status of GET /v2/team/app/tags/list with this bearer token. */
@@ -464,6 +492,7 @@ static void test_bad_tokens(void)
 {
     char c[2048], tok[8192];
     static const char ours[] = "{\"typ\":\"JWT\",\"alg\":\"EdDSA\"}";
+    alice_account_of();
     /* the forger's control: a well-made token of ours works */
     claims(c, sizeof(c), "ocireg", "ocireg", 300, 0, "access", "team/app");
     make_jwt(ours, c, SIGN_OURS, tok, sizeof(tok));

@@ -97,9 +97,38 @@ static void test_users_and_grants(void)
     CHECK_INT(auth_revoke(idx, "alice", "team/*"), ==, AUTH_ENOENT);
     CHECK_INT(auth_allowed(idx, "alice", "team/app"), ==, 0);
     /* deleting a user deletes its grants */
+    CHECK_INT(auth_user_get(idx, "bot", &u), ==, AUTH_OK);
+    uint64_t old_account = u.account;
+    uint32_t old_generation = u.generation;
+    CHECK(old_account != 0);
+    CHECK(auth_user_current(idx, "bot", old_account, old_generation));
     CHECK_INT(auth_user_del(idx, "bot"), ==, AUTH_OK);
+    CHECK(!auth_user_current(idx, "bot", old_account, old_generation));
     CHECK_INT(auth_user_add(idx, "bot", "pw", true), ==, AUTH_OK);
     CHECK(!auth_catalog_allowed(idx, "bot"));
+    /* the same name again is another account: what named the old one never names it */
+    CHECK_INT(auth_user_get(idx, "bot", &u), ==, AUTH_OK);
+    CHECK(u.account != 0 && u.account != old_account);
+    CHECK_INT(u.generation, ==, old_generation);
+    CHECK(!auth_user_current(idx, "bot", old_account, old_generation));
+    CHECK(auth_user_current(idx, "bot", u.account, u.generation));
+    /* the grant set reads a principal's and anonymous grants once */
+    CHECK_INT(auth_grant(idx, "alice", "team-a/*", AUTH_PULL), ==, AUTH_OK);
+    struct auth_grant_set *gs = NULL;
+    CHECK_INT(auth_grants_load(idx, "alice", &gs), ==, AUTH_OK);
+    CHECK_INT(auth_grants_allowed(gs, "team-a/app"), ==, AUTH_PULL);
+    CHECK_INT(auth_grants_allowed(gs, "pub/x"), ==, AUTH_PULL);
+    CHECK_INT(auth_grants_allowed(gs, "team-b/app"), ==, 0);
+    CHECK(!auth_grants_catalog(gs));
+    auth_grants_free(gs);
+    CHECK(!auth_user_is_admin(idx, "alice"));
+    CHECK_INT(auth_grant(idx, "alice", "*", AUTH_PULL | AUTH_PUSH), ==, AUTH_OK);
+    CHECK(!auth_user_is_admin(idx, "alice"));
+    CHECK_INT(auth_grant(idx, "alice", "*", AUTH_ALL), ==, AUTH_OK);
+    CHECK(auth_user_is_admin(idx, "alice"));
+    /* anonymous holding everything makes nobody an administrator */
+    CHECK_INT(auth_grant(idx, "anonymous", "*", AUTH_ALL), ==, AUTH_OK);
+    CHECK(!auth_user_is_admin(idx, "bot"));
     index_close(idx);
 }
 
@@ -117,7 +146,8 @@ static void test_tokens(void)
     struct auth_access acc[2] = {{.name = "team/app", .actions = AUTH_PULL | AUTH_PUSH},
                                  {.catalog = true}};
     uint64_t now = (uint64_t)time(NULL);
-    struct auth_token_req req = {AUTH_TOKEN_ACCESS, "iss", "svc", "alice", 3, acc, 2, now, 300};
+    struct auth_token_req req = {AUTH_TOKEN_ACCESS, "iss", "svc", "alice", 3, acc, 2, now, 300,
+                                 0xfedcba9876543210ull};
     char *tok = NULL;
     CHECK_INT(auth_token_issue(k, &req, &tok), ==, AUTH_OK);
     struct auth_claims c;
@@ -125,6 +155,7 @@ static void test_tokens(void)
     CHECK_STR(c.subject, "alice");
     CHECK_INT(c.kind, ==, AUTH_TOKEN_ACCESS);
     CHECK_INT(c.generation, ==, 3);
+    CHECK(c.account == 0xfedcba9876543210ull);
     CHECK_INT(auth_claims_allowed(&c, "team/app"), ==, AUTH_PULL | AUTH_PUSH);
     CHECK_INT(auth_claims_allowed(&c, "team/other"), ==, 0);
     CHECK(auth_claims_catalog(&c));

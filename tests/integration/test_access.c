@@ -1,0 +1,302 @@
+/*
+ * Accounts and the doors around the API, against the real binary: nothing issued to a
+ * deleted account works for a new account of the same name (refresh tokens, login
+ * passwords, access tokens, cached credentials, in token and basic mode); failed logins are
+ * bounded per client address.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "tests/check.h"
+#include "tests/integration/harness.h"
+
+#define HDR_MAX 12000
+
+static struct srv S;
+static unsigned admin_port;
+static const char ADMIN_PW[] = "admin-pass-1";
+static const char ALICE_PW[] = "alice-pass-1";
+static const char ROBOT_PW[] = "robot-pass-1";
+
+/* ---- helpers ---- */
+
+static const char *const *with_admin_port(const char *const *more)
+{
+    static char path[256];
+    static const char *args[16];
+    snprintf(path, sizeof(path), "%s/aport", S.dir);
+    size_t n = 0;
+    args[n++] = "--admin-port-file";
+    args[n++] = path;
+    for (size_t i = 0; more != NULL && more[i] != NULL && n + 1 < 16; i++)
+        args[n++] = more[i];
+    args[n] = NULL;
+    return args;
+}
+
+static void read_admin_port(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/aport", S.dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL && fscanf(f, "%u", &admin_port) == 1);
+    fclose(f);
+}
+
+static void restart(const char *const *flags)
+{
+    srv_stop(&S);
+    srv_restart(&S, with_admin_port(flags));
+    read_admin_port();
+}
+
+static void basic(const char *user, const char *pw, char *out, size_t cap)
+{
+    char raw[4200];
+    snprintf(raw, sizeof(raw), "%s:%s", user, pw);
+    char b64[5700];
+    sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)raw, strlen(raw),
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(out, cap, "Basic %s", b64);
+}
+
+/* A request to the API (admin false) or the admin listener, with an Authorization value. */
+static struct resp *req_to(bool admin, const char *method, const char *path, const char *auth,
+                           const void *body, size_t len)
+{
+    static char h[HDR_MAX + 32];
+    const char *hdrs[2] = {NULL, NULL};
+    if (auth != NULL) {
+        snprintf(h, sizeof(h), "Authorization: %s", auth);
+        hdrs[0] = h;
+    }
+    struct srv a = S;
+    if (admin) {
+        a.port = admin_port;
+        snprintf(a.base, sizeof(a.base), "http://127.0.0.1:%u", admin_port);
+    }
+    return http(&a, method, path, hdrs, body, len);
+}
+
+static struct resp *req(const char *method, const char *path, const char *auth, const void *body,
+                        size_t len)
+{
+    return req_to(false, method, path, auth, body, len);
+}
+
+static long status_of(struct resp *r)
+{
+    long st = r->status;
+    resp_free(r);
+    return st;
+}
+
+static void cli_ok(const char *in, char *out, size_t cap, const char *const *args)
+{
+    char buf[4096];
+    int st = run_cli(&S, in, out != NULL ? out : buf, out != NULL ? cap : sizeof(buf), args);
+    if (st != 0)
+        fprintf(stderr, "ocireg %s %s: exit %d\n", args[0], args[1] ? args[1] : "", st);
+    CHECK_INT(st, ==, 0);
+}
+
+/* Monolithic blob upload into repo with credentials; the status. */
+static long push_blob(const char *repo, const char *auth, const char *content)
+{
+    char d[80], path[512];
+    sha256_str(content, strlen(content), d);
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", repo, d);
+    return status_of(req("POST", path, auth, content, strlen(content)));
+}
+
+/* The JSON value of "key":"..." in body into out (empty when absent). */
+static void json_field(const char *body, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *t = strstr(body, pat);
+    out[0] = '\0';
+    if (t == NULL)
+        return;
+    t += strlen(pat);
+    size_t n = strcspn(t, "\"");
+    CHECK(n < cap);
+    memcpy(out, t, n);
+    out[n] = '\0';
+}
+
+/* POST /auth/token with a form; the status, and the named field of the answer into out. */
+static long token_form(const char *form, const char *field, char *out, size_t cap)
+{
+    struct resp *r = req("POST", "/auth/token", NULL, form, strlen(form));
+    long st = r->status;
+    if (out != NULL)
+        json_field(r->body, field, out, cap);
+    resp_free(r);
+    return st;
+}
+
+/* GET /auth/token with Basic credentials for scope; the status and the token. */
+static long get_token(const char *user, const char *pw, const char *scope, char *out, size_t cap)
+{
+    char auth[HDR_MAX], path[1024];
+    basic(user, pw, auth, sizeof(auth));
+    snprintf(path, sizeof(path), "/auth/token?service=ocireg&scope=%s", scope);
+    struct resp *r = req("GET", path, auth, NULL, 0);
+    long st = r->status;
+    json_field(r->body, "token", out, cap);
+    resp_free(r);
+    return st;
+}
+
+static void login_password(const char *user, char *out, size_t cap)
+{
+    cli_ok(NULL, out, cap, (const char *[]){"login-password", user, "--ttl", "1h", NULL});
+    out[strcspn(out, "\n")] = '\0';
+    CHECK(strlen(out) > 100);
+}
+
+/* ---- 1: a deleted account's credentials stay dead ---- */
+
+static void add_robot(void)
+{
+    cli_ok(ROBOT_PW, NULL, 0, (const char *[]){"user", "add", "robot", NULL});
+}
+
+/* user del then user add of the same name, even with the same password */
+static void recreate_robot(void)
+{
+    cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "robot", NULL});
+    add_robot();
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "robot", "other/*", "pull,push", NULL});
+}
+
+static void test_recreated_user_token_mode(void)
+{
+    restart((const char *[]){"--auth", "token", NULL});
+    add_robot();
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "robot", "team/*", "pull,push", NULL});
+    char refresh[4096], login_pw[4096], access[4096], auth[HDR_MAX], form[8192];
+    snprintf(form, sizeof(form),
+             "grant_type=password&username=robot&password=%s&service=ocireg&access_type=offline"
+             "&scope=repository:team/app:pull,push",
+             ROBOT_PW);
+    CHECK_INT(token_form(form, "refresh_token", refresh, sizeof(refresh)), ==, 200);
+    CHECK(strlen(refresh) > 100);
+    login_password("robot", login_pw, sizeof(login_pw));
+    CHECK_INT(get_token("robot", login_pw, "repository:team/app:pull,push", access,
+                        sizeof(access)),
+              ==, 200);
+    snprintf(auth, sizeof(auth), "Bearer %s", access);
+    CHECK_INT(push_blob("team/app", auth, "robot blob one"), ==, 201);
+
+    recreate_robot();
+    /* the old account's access token, refresh token and login password are all dead */
+    CHECK_INT(push_blob("team/app", auth, "robot blob two"), ==, 401);
+    snprintf(form, sizeof(form),
+             "grant_type=refresh_token&refresh_token=%s&service=ocireg"
+             "&scope=repository:other/x:pull,push",
+             refresh);
+    CHECK_INT(token_form(form, NULL, NULL, 0), ==, 401);
+    char tok[4096];
+    CHECK_INT(get_token("robot", login_pw, "repository:other/x:pull,push", tok, sizeof(tok)), ==,
+              401);
+    /* the new account works with its own password, and has only its own grants */
+    CHECK_INT(get_token("robot", ROBOT_PW, "repository:other/x:pull,push", tok, sizeof(tok)), ==,
+              200);
+    snprintf(auth, sizeof(auth), "Bearer %s", tok);
+    CHECK_INT(push_blob("other/x", auth, "new robot blob"), ==, 201);
+    CHECK_INT(get_token("robot", ROBOT_PW, "repository:team/app:pull,push", tok, sizeof(tok)), ==,
+              200);
+    snprintf(auth, sizeof(auth), "Bearer %s", tok);
+    CHECK_INT(push_blob("team/app", auth, "robot blob three"), ==, 401);
+    /* a login password of the new account works; revoke-tokens ends it and access tokens */
+    login_password("robot", login_pw, sizeof(login_pw));
+    CHECK_INT(get_token("robot", login_pw, "repository:other/x:pull,push", tok, sizeof(tok)), ==,
+              200);
+    snprintf(auth, sizeof(auth), "Bearer %s", tok);
+    cli_ok(NULL, NULL, 0, (const char *[]){"user", "revoke-tokens", "robot", NULL});
+    CHECK_INT(push_blob("other/x", auth, "after revoke"), ==, 401);
+    CHECK_INT(get_token("robot", login_pw, "repository:other/x:pull", tok, sizeof(tok)), ==, 401);
+    cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "robot", NULL});
+}
+
+static void test_recreated_user_basic_mode(void)
+{
+    restart((const char *[]){"--auth", "basic", NULL});
+    add_robot();
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "robot", "team/*", "pull,push", NULL});
+    char login_pw[4096], cold_pw[4096], auth[HDR_MAX], cold[HDR_MAX];
+    login_password("robot", login_pw, sizeof(login_pw));
+    login_password("robot", cold_pw, sizeof(cold_pw));
+    /* login_pw is used now (cached as verified), cold_pw never before the re-creation */
+    basic("robot", login_pw, auth, sizeof(auth));
+    basic("robot", cold_pw, cold, sizeof(cold));
+    CHECK_INT(push_blob("team/basic", auth, "basic robot blob"), ==, 201);
+
+    recreate_robot();
+    CHECK_INT(push_blob("other/y", auth, "cached old login password"), ==, 401);
+    CHECK_INT(push_blob("other/y", cold, "cold old login password"), ==, 401);
+    /* and after a restart, with nothing cached at all */
+    restart((const char *[]){"--auth", "basic", NULL});
+    CHECK_INT(push_blob("other/y", auth, "old login password, fresh server"), ==, 401);
+    char pw[HDR_MAX];
+    basic("robot", ROBOT_PW, pw, sizeof(pw));
+    CHECK_INT(push_blob("other/y", pw, "new robot, its password"), ==, 201);
+    CHECK_INT(push_blob("team/basic", pw, "new robot, old grants"), ==, 403);
+    cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "robot", NULL});
+}
+
+/* ---- failed logins per client ---- */
+
+static void test_failed_logins_bounded(void)
+{
+    restart((const char *[]){"--auth", "basic", "--login-failures", "3", NULL});
+    char good[HDR_MAX], bad[HDR_MAX], h[64];
+    basic("alice", ALICE_PW, good, sizeof(good));
+    basic("alice", "wrong-password", bad, sizeof(bad));
+    /* a good login first: it is remembered, and keeps working through what follows */
+    CHECK_INT(status_of(req("GET", "/v2/", good, NULL, 0)), ==, 200);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 401);
+    struct resp *r = req("GET", "/v2/", bad, NULL, 0);
+    EXPECT(r, 429, "TOOMANYREQUESTS");
+    const char *after = resp_hdr(r, "Retry-After", h, sizeof(h));
+    long secs = after != NULL ? strtol(after, NULL, 10) : 0;
+    CHECK(secs >= 1 && secs <= 60);
+    resp_free(r);
+    /* an unknown user costs the same and is bounded the same */
+    char nobody[HDR_MAX];
+    basic("nobody", "x", nobody, sizeof(nobody));
+    CHECK_INT(status_of(req("GET", "/v2/", nobody, NULL, 0)), ==, 429);
+    CHECK_INT(status_of(req("GET", "/v2/", good, NULL, 0)), ==, 200);
+
+    restart((const char *[]){"--auth", "token", "--login-failures", "2", NULL});
+    char tok[4096];
+    CHECK_INT(get_token("alice", "wrong", "repository:team/app:pull", tok, sizeof(tok)), ==, 401);
+    CHECK_INT(get_token("alice", "wrong", "repository:team/app:pull", tok, sizeof(tok)), ==, 401);
+    r = req("GET", "/auth/token?service=ocireg", bad, NULL, 0);
+    CHECK_INT(r->status, ==, 429);
+    CHECK(resp_hdr(r, "Retry-After", h, sizeof(h)) != NULL);
+    CHECK(strstr(r->body, "TOOMANYREQUESTS") != NULL);
+    resp_free(r);
+}
+
+int main(void)
+{
+    srv_start(&S, (const char *[]){"--auth", "basic", NULL});
+    cli_ok(ADMIN_PW, NULL, 0, (const char *[]){"user", "add", "admin", NULL});
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "admin", "*", "*", NULL});
+    cli_ok(ALICE_PW, NULL, 0, (const char *[]){"user", "add", "alice", NULL});
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "alice", "team/*", "pull,push", NULL});
+    RUN(test_recreated_user_token_mode);
+    RUN(test_recreated_user_basic_mode);
+    RUN(test_failed_logins_bounded);
+    srv_stop(&S);
+    srv_cleanup(&S);
+    return 0;
+}
