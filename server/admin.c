@@ -37,12 +37,30 @@ static enum MHD_Result admin_reply(struct MHD_Connection *c, unsigned status, co
     return ret;
 }
 
-static enum MHD_Result admin_text(struct MHD_Connection *c, unsigned status, const char *text)
+/* A text answer with one extra header (hname NULL: none). */
+static enum MHD_Result admin_text_with(struct MHD_Connection *c, unsigned status,
+                                       const char *text, const char *hname, const char *hvalue)
 {
     char *copy = strdup(text);
-    if (copy == NULL)
+    struct MHD_Response *resp =
+        copy != NULL ? MHD_create_response_from_buffer(strlen(copy), copy, MHD_RESPMEM_MUST_FREE)
+                     : NULL;
+    if (resp == NULL) {
+        free(copy);
         return MHD_NO;
-    return admin_reply(c, status, "text/plain; charset=utf-8", copy, strlen(copy), NULL);
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (hname != NULL)
+        MHD_add_response_header(resp, hname, hvalue);
+    enum MHD_Result ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result admin_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+    return admin_text_with(c, status, text, NULL, NULL);
 }
 
 struct repo_series {
@@ -268,6 +286,42 @@ static bool from_loopback(struct MHD_Connection *c)
     return false;
 }
 
+/*
+ * With auth on, everything but the probes (and /metrics with --metrics-public) needs the
+ * Basic credentials of an administrator: a user holding every action on "*". Returns true
+ * to go on; false after queueing the refusal in *ret.
+ */
+static bool admin_authorized(struct server *srv, struct MHD_Connection *c, const char *url,
+                             enum MHD_Result *ret)
+{
+    if (srv->cfg.auth == AUTH_MODE_NONE || strcmp(url, "/healthz") == 0 ||
+        strcmp(url, "/readyz") == 0 || (srv->cfg.metrics_public && strcmp(url, "/metrics") == 0))
+        return true;
+    const char *hdr = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    char who[AUTH_NAME_MAX + 1] = "";
+    unsigned retry = 0;
+    enum cred_result cr = hdr != NULL ? authz_basic(srv, c, hdr, who, sizeof(who), &retry)
+                                      : CRED_DENIED;
+    if (cr == CRED_THROTTLED) {
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%u", retry > 0 ? retry : 1);
+        *ret = admin_text_with(c, 429, "too many failed logins from this address\n",
+                               "Retry-After", secs);
+        return false;
+    }
+    if (cr != CRED_OK) {
+        *ret = admin_text_with(c, 401, "credentials of an administrator required\n",
+                               "WWW-Authenticate", "Basic realm=\"ocireg-admin\"");
+        return false;
+    }
+    if (!auth_user_is_admin(srv->idx, who)) {
+        log_info("admin: %s refused: no grant of every action on '*'", who);
+        *ret = admin_text(c, 403, "the admin listener needs a grant of every action on '*'\n");
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *data,
                                 size_t *data_size, void **req_cls)
@@ -283,15 +337,22 @@ static enum MHD_Result on_admin(void *cls, struct MHD_Connection *c, const char 
         *data_size = 0;
         return MHD_YES;
     }
+    enum MHD_Result denied;
+    if (!admin_authorized(srv, c, url, &denied))
+        return denied;
     static const char repos[] = "/admin/repositories/";
     if (strncmp(url, repos, sizeof(repos) - 1) == 0) {
         const char *name = url + sizeof(repos) - 1;
         if (strcmp(method, "DELETE") != 0)
             return admin_text(c, 405, "method not allowed\n");
-        /* the admin listener may be opened to the network for probes: changes come only
-         * from this host */
-        if (!from_loopback(c))
-            return admin_text(c, 403, "repository deletion is allowed from loopback only\n");
+        if (!srv->cfg.admin_writes)
+            return admin_text(c, 403, "changes through the admin listener are off "
+                                      "(serve --admin-writes turns them on)\n");
+        /* without auth, the admin listener may be opened to the network for probes:
+         * changes come only from this host */
+        if (srv->cfg.auth == AUTH_MODE_NONE && !from_loopback(c))
+            return admin_text(c, 403, "without --auth, repository deletion is allowed from "
+                                      "loopback only\n");
         if (!name_valid(name, strlen(name)))
             return admin_text(c, 400, "invalid repository name\n");
         enum store_err rc = index_repo_delete(srv->idx, name);

@@ -70,10 +70,14 @@ static const char usage_serve[] =
     "  --tls-cert FILE          serve HTTPS with this PEM certificate (chain)...\n"
     "  --tls-key FILE           ...and this PEM private key\n"
     "  --admin-listen HOST:PORT the admin listener: /metrics, /healthz, /readyz,\n"
-    "                           /admin/usage, DELETE /admin/repositories/NAME (loopback\n"
-    "                           clients only) (default 127.0.0.1 on the --listen port + 1;\n"
-    "                           port 0 when --listen has port 0); it has no auth of its own\n"
+    "                           /admin/usage, DELETE /admin/repositories/NAME (default\n"
+    "                           127.0.0.1 on the --listen port + 1; port 0 when --listen has\n"
+    "                           port 0). With --auth, all but /healthz and /readyz need the\n"
+    "                           Basic credentials of an administrator (granted '*' on '*')\n"
     "  --admin-port-file FILE   write the admin listener's port to FILE once listening\n"
+    "  --admin-writes           serve DELETE /admin/repositories/NAME (default: refused;\n"
+    "                           without --auth, to loopback clients only)\n"
+    "  --metrics-public         serve /metrics without credentials even with --auth\n"
     "  --login-failures N       failed logins allowed per client address and minute; past\n"
     "                           them, 429 with Retry-After (default 10; 0: no bound)\n"
     "  --metrics-max-repos N    per-repository series in /metrics at most (default 10000)\n"
@@ -141,6 +145,8 @@ enum {
     OPT_CONFIG,
     OPT_CHECK_CONFIG,
     OPT_ACCESS_LOG,
+    OPT_ADMIN_WRITES,
+    OPT_METRICS_PUBLIC,
     OPT_LOGIN_FAILURES,
     OPT_HELP,
 };
@@ -173,6 +179,8 @@ static const struct option serve_opts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"admin-writes", no_argument, NULL, OPT_ADMIN_WRITES},
+    {"metrics-public", no_argument, NULL, OPT_METRICS_PUBLIC},
     {"login-failures", required_argument, NULL, OPT_LOGIN_FAILURES},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -313,6 +321,12 @@ static int serve_main(int argc, char **argv)
             break;
         case OPT_ACCESS_LOG:
             cfg.access_log = optarg;
+            break;
+        case OPT_ADMIN_WRITES:
+            cfg.admin_writes = true;
+            break;
+        case OPT_METRICS_PUBLIC:
+            cfg.metrics_public = true;
             break;
         case OPT_LOGIN_FAILURES:
             if (!parse_num(optarg, &v) || v > 100000)

@@ -32,6 +32,8 @@ struct server_config {
 
     const char *admin_listen;    /* /metrics etc.; NULL: 127.0.0.1, port of --listen + 1 */
     const char *admin_port_file; /* NULL, or where to write the admin port */
+    bool admin_writes;           /* DELETE /admin/repositories/NAME is served */
+    bool metrics_public;         /* /metrics without credentials even when auth is on */
     unsigned metrics_max_repos;  /* per-repository series in /metrics at most */
     unsigned gc_interval;        /* seconds between scheduled collections; 0 = none */
     const char *access_log;      /* NULL: none; "-": standard error; else a file (appended) */

@@ -1,8 +1,9 @@
 /*
  * Accounts and the doors around the API, against the real binary: nothing issued to a
  * deleted account works for a new account of the same name (refresh tokens, login
- * passwords, access tokens, cached credentials, in token and basic mode); failed logins are
- * bounded per client address.
+ * passwords, access tokens, cached credentials, in token and basic mode); the admin
+ * listener needs an administrator's credentials when auth is on and changes only with
+ * --admin-writes; failed logins are bounded per client address.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,74 @@ static void test_recreated_user_basic_mode(void)
     cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "robot", NULL});
 }
 
+/* ---- 2: the admin listener ---- */
+
+static long admin_status(const char *method, const char *path, const char *auth)
+{
+    return status_of(req_to(true, method, path, auth, NULL, 0));
+}
+
+static void test_admin_listener(void)
+{
+    char admin[HDR_MAX], alice[HDR_MAX], wrong[HDR_MAX], h[256];
+    basic("admin", ADMIN_PW, admin, sizeof(admin));
+    basic("alice", ALICE_PW, alice, sizeof(alice));
+    basic("admin", "not-the-password", wrong, sizeof(wrong));
+    restart((const char *[]){"--auth", "basic", NULL});
+    CHECK_INT(push_blob("team/doomed", admin, "doomed blob"), ==, 201);
+
+    /* probes stay open */
+    CHECK_INT(admin_status("GET", "/healthz", NULL), ==, 200);
+    CHECK_INT(admin_status("GET", "/readyz", NULL), ==, 200);
+    /* everything else needs an administrator */
+    struct resp *r = req_to(true, "GET", "/metrics", NULL, NULL, 0);
+    CHECK_INT(r->status, ==, 401);
+    CHECK_STR(resp_hdr(r, "WWW-Authenticate", h, sizeof(h)), "Basic realm=\"ocireg-admin\"");
+    CHECK(strstr(r->body, "ocireg_") == NULL);
+    resp_free(r);
+    r = req_to(true, "GET", "/admin/usage?users", NULL, NULL, 0);
+    CHECK_INT(r->status, ==, 401);
+    CHECK(strstr(r->body, "alice") == NULL && strstr(r->body, "admin\"") == NULL);
+    resp_free(r);
+    CHECK_INT(admin_status("GET", "/admin/usage", wrong), ==, 401);
+    CHECK_INT(admin_status("GET", "/metrics", alice), ==, 403);
+    r = req_to(true, "GET", "/metrics", admin, NULL, 0);
+    CHECK_INT(r->status, ==, 200);
+    CHECK(strstr(r->body, "ocireg_repo_stored_bytes{repository=\"team/doomed\"}") != NULL);
+    resp_free(r);
+    CHECK_INT(admin_status("GET", "/admin/usage?users", admin), ==, 200);
+
+    /* deletes: never without credentials, and only with --admin-writes */
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed", NULL), ==, 401);
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed", alice), ==, 403);
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed", admin), ==, 403);
+    CHECK_INT(status_of(req("GET", "/v2/team/doomed/tags/list", admin, NULL, 0)), ==, 200);
+    restart((const char *[]){"--auth", "basic", "--admin-writes", NULL});
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed", NULL), ==, 401);
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed", alice), ==, 403);
+    CHECK_INT(status_of(req("GET", "/v2/team/doomed/tags/list", admin, NULL, 0)), ==, 200);
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed", admin), ==, 200);
+    CHECK_INT(status_of(req("GET", "/v2/team/doomed/tags/list", admin, NULL, 0)), ==, 404);
+
+    /* --metrics-public opens /metrics alone; token mode asks for the same credentials */
+    restart((const char *[]){"--auth", "token", "--metrics-public", NULL});
+    CHECK_INT(admin_status("GET", "/metrics", NULL), ==, 200);
+    CHECK_INT(admin_status("GET", "/admin/usage", NULL), ==, 401);
+    CHECK_INT(admin_status("GET", "/admin/usage", admin), ==, 200);
+    char login_pw[4096], lp[HDR_MAX];
+    login_password("admin", login_pw, sizeof(login_pw));
+    basic("admin", login_pw, lp, sizeof(lp));
+    CHECK_INT(admin_status("GET", "/admin/usage", lp), ==, 200);
+
+    /* without auth: open to read, changes opt-in all the same */
+    restart((const char *[]){"--auth", "none", NULL});
+    CHECK_INT(admin_status("GET", "/metrics", NULL), ==, 200);
+    CHECK_INT(push_blob("team/doomed2", NULL, "doomed blob two"), ==, 201);
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed2", NULL), ==, 403);
+    restart((const char *[]){"--auth", "none", "--admin-writes", NULL});
+    CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed2", NULL), ==, 200);
+}
+
 /* ---- failed logins per client ---- */
 
 static void test_failed_logins_bounded(void)
@@ -273,6 +342,11 @@ static void test_failed_logins_bounded(void)
     char nobody[HDR_MAX];
     basic("nobody", "x", nobody, sizeof(nobody));
     CHECK_INT(status_of(req("GET", "/v2/", nobody, NULL, 0)), ==, 429);
+    /* the token endpoint and the admin listener share the bound */
+    r = req("GET", "/auth/token?service=ocireg", bad, NULL, 0);
+    CHECK_INT(r->status, ==, 404); /* basic mode has no token endpoint */
+    resp_free(r);
+    CHECK_INT(admin_status("GET", "/metrics", bad), ==, 429);
     CHECK_INT(status_of(req("GET", "/v2/", good, NULL, 0)), ==, 200);
 
     restart((const char *[]){"--auth", "token", "--login-failures", "2", NULL});
@@ -295,6 +369,7 @@ int main(void)
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "alice", "team/*", "pull,push", NULL});
     RUN(test_recreated_user_token_mode);
     RUN(test_recreated_user_basic_mode);
+    RUN(test_admin_listener);
     RUN(test_failed_logins_bounded);
     srv_stop(&S);
     srv_cleanup(&S);
