@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,27 @@ enum MHD_Result api_tags(struct request *r)
     return reply_json(r, body, "application/json", more ? "Link" : NULL, link);
 }
 
+/* One page of a catalog filtered by what the requester may pull. */
+struct catalog_page {
+    struct request *r;
+    json_t *arr;
+    size_t n;
+    bool more;
+};
+
+static int catalog_one(const char *name, size_t len, void *arg)
+{
+    (void)len;
+    struct catalog_page *p = arg;
+    if (!authz_catalog_shows(p->r, name))
+        return 0;
+    if (json_array_size(p->arr) == p->n) {
+        p->more = true;
+        return 1;
+    }
+    return json_array_append_new(p->arr, json_string(name));
+}
+
 enum MHD_Result api_catalog(struct request *r)
 {
     size_t n;
@@ -116,20 +138,30 @@ enum MHD_Result api_catalog(struct request *r)
         return ret;
     if (last != NULL && !name_valid(last, strlen(last)))
         return reply_error(r, API_NAME_INVALID, "last is not a valid repository name");
-    json_t *arr = json_array();
-    if (arr == NULL)
+    bool all = true;
+    enum store_err rc = authz_catalog_begin(r, &all);
+    if (rc != STORE_OK)
+        return reply_store_error(r, rc, "catalog");
+    struct catalog_page page = {r, json_array(), n, false};
+    if (page.arr == NULL)
         return reply_store_error(r, STORE_ENOMEM, "json");
-    bool more = false;
-    enum store_err rc = index_repos_list(r->srv->idx, last, n, append_name, arr, &more);
+    if (all) {
+        rc = index_repos_list(r->srv->idx, last, n, append_name, page.arr, &page.more);
+    } else {
+        /* the walk goes on past the names it may not show until the page is full */
+        bool unused;
+        rc = n == 0 ? STORE_OK
+                    : index_repos_list(r->srv->idx, last, SIZE_MAX, catalog_one, &page, &unused);
+    }
     if (rc != STORE_OK) {
-        json_decref(arr);
+        json_decref(page.arr);
         return reply_store_error(r, rc, "catalog");
     }
     char link[NAME_MAX_LEN + 80];
-    if (more)
-        next_link(link, sizeof(link), "/v2/_catalog", n, arr);
-    json_t *body = json_pack("{s:o}", "repositories", arr);
-    return reply_json(r, body, "application/json", more ? "Link" : NULL, link);
+    if (page.more)
+        next_link(link, sizeof(link), "/v2/_catalog", n, page.arr);
+    json_t *body = json_pack("{s:o}", "repositories", page.arr);
+    return reply_json(r, body, "application/json", page.more ? "Link" : NULL, link);
 }
 
 struct referrers_ctx {

@@ -56,6 +56,8 @@ void authz_request_done(struct request *r)
     if (r->has_claims)
         auth_claims_free(&r->claims);
     r->has_claims = false;
+    auth_grants_free(r->grants);
+    r->grants = NULL;
 }
 
 /* ---- the challenge ---- */
@@ -181,7 +183,8 @@ bool authz_check(struct request *r, enum MHD_Result *ret)
             return false;
         }
         const char *who = r->principal[0] ? r->principal : NULL;
-        bool ok = catalog ? auth_catalog_allowed(srv->idx, who)
+        /* a signed-in user without pull on "*" sees the repositories it may pull */
+        bool ok = catalog ? given || auth_catalog_allowed(srv->idx, who)
                           : (auth_allowed(srv->idx, who, r->name) & need) == need;
         if (ok)
             return true;
@@ -267,6 +270,26 @@ enum MHD_Result reply_throttled(struct request *r, unsigned retry_after)
     if (resp != NULL)
         resp_header(resp, "Retry-After", secs);
     return reply(r, api_err_status(API_TOOMANYREQUESTS), resp);
+}
+
+enum store_err authz_catalog_begin(struct request *r, bool *all)
+{
+    struct server *srv = r->srv;
+    *all = true;
+    if (srv->cfg.auth == AUTH_MODE_NONE)
+        return STORE_OK;
+    if (r->has_claims && r->claims.external)
+        return STORE_OK; /* authz_check saw its issuer grant the catalog */
+    const char *who = r->principal[0] ? r->principal : NULL;
+    if (auth_grants_load(srv->idx, who, &r->grants) != AUTH_OK)
+        return STORE_ENOMEM;
+    *all = auth_grants_catalog(r->grants);
+    return STORE_OK;
+}
+
+bool authz_catalog_shows(struct request *r, const char *repo)
+{
+    return r->grants != NULL && (auth_grants_allowed(r->grants, repo) & AUTH_PULL) != 0;
 }
 
 /* ---- the token endpoint ---- */
@@ -370,7 +393,8 @@ static enum MHD_Result issue_tokens(struct request *r, const struct token_params
             if (!parse_scope(sc, &a))
                 continue;
             if (a.catalog) {
-                if (auth_catalog_allowed(srv->idx, who))
+                /* a user sees the part of the catalog it may pull (authz_catalog_begin) */
+                if (who != NULL || auth_catalog_allowed(srv->idx, who))
                     granted[n++] = a;
                 continue;
             }

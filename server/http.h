@@ -118,6 +118,7 @@ struct request {
     char principal[AUTH_NAME_MAX + 1]; /* "" when anonymous */
     bool has_claims;
     struct auth_claims claims; /* token mode: what the bearer token grants */
+    struct auth_grant_set *grants; /* a partial catalog: the requester's grants, OWNED */
 
     /* manifest and token-request bodies */
     char *buf;
@@ -172,6 +173,12 @@ bool authz_check(struct request *r, enum MHD_Result *ret);
 bool authz_can(struct request *r, const char *repo, unsigned action);
 /* Releases what authz_check kept in the request. */
 void authz_request_done(struct request *r);
+/*
+ * The catalog a requester may see: all of it (*all), or only the repositories for which
+ * authz_catalog_shows is true (a user without pull on "*": the ones it may pull).
+ */
+enum store_err authz_catalog_begin(struct request *r, bool *all);
+bool authz_catalog_shows(struct request *r, const char *repo);
 
 /* ---- credentials (creds.c) ---- */
 

@@ -3,7 +3,8 @@
  * deleted account works for a new account of the same name (refresh tokens, login
  * passwords, access tokens, cached credentials, in token and basic mode); the admin
  * listener needs an administrator's credentials when auth is on and changes only with
- * --admin-writes; failed logins are bounded per client address.
+ * --admin-writes; the catalog shows a user the repositories it may pull; failed logins are
+ * bounded per client address.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,81 @@ static void test_admin_listener(void)
     CHECK_INT(admin_status("DELETE", "/admin/repositories/team/doomed2", NULL), ==, 200);
 }
 
+/* ---- 4: the catalog a user may see ---- */
+
+static void expect_catalog(const char *path, const char *auth, const char *body,
+                           const char *next)
+{
+    struct resp *r = req("GET", path, auth, NULL, 0);
+    if (r->status != 200 || strcmp(r->body, body) != 0)
+        fprintf(stderr, "GET %s: %ld %s (wanted %s)\n", path, r->status, r->body, body);
+    CHECK_INT(r->status, ==, 200);
+    CHECK_STR(r->body, body);
+    char h[512];
+    const char *link = resp_hdr(r, "Link", h, sizeof(h));
+    if (next == NULL) {
+        CHECK(link == NULL);
+    } else {
+        CHECK(link != NULL);
+        CHECK_STR(link, next);
+    }
+    resp_free(r);
+}
+
+static void catalog_checks(const char *alice, const char *carol, const char *admin)
+{
+    expect_catalog("/v2/_catalog", admin,
+                   "{\"repositories\":[\"public/p\",\"team-a/one\",\"team-a/two\",\"team-b/x\"]}",
+                   NULL);
+    expect_catalog("/v2/_catalog", alice,
+                   "{\"repositories\":[\"public/p\",\"team-a/one\",\"team-a/two\"]}", NULL);
+    /* pages count only what the user may see */
+    expect_catalog("/v2/_catalog?n=2", alice, "{\"repositories\":[\"public/p\",\"team-a/one\"]}",
+                   "</v2/_catalog?n=2&last=team-a/one>; rel=\"next\"");
+    expect_catalog("/v2/_catalog?n=2&last=team-a/one", alice,
+                   "{\"repositories\":[\"team-a/two\"]}", NULL);
+    expect_catalog("/v2/_catalog?n=1&last=team-a/one", alice,
+                   "{\"repositories\":[\"team-a/two\"]}", NULL);
+    /* no grants of its own: what anonymous may pull */
+    expect_catalog("/v2/_catalog", carol, "{\"repositories\":[\"public/p\"]}", NULL);
+}
+
+static void test_catalog_per_user(void)
+{
+    restart((const char *[]){"--auth", "basic", NULL});
+    char admin[HDR_MAX], alice[HDR_MAX], carol[HDR_MAX];
+    basic("admin", ADMIN_PW, admin, sizeof(admin));
+    basic("alice", ALICE_PW, alice, sizeof(alice));
+    basic("carol", "carol-pass-1", carol, sizeof(carol));
+    cli_ok("carol-pass-1\n", NULL, 0, (const char *[]){"user", "add", "carol", NULL});
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "alice", "team-a/*", "pull", NULL});
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "anonymous", "public/*", "pull", NULL});
+    const char *repos[] = {"public/p", "team-a/one", "team-a/two", "team-b/x"};
+    for (size_t i = 0; i < 4; i++)
+        CHECK_INT(push_blob(repos[i], admin, repos[i]), ==, 201);
+    CHECK_INT(status_of(req("GET", "/v2/_catalog", NULL, NULL, 0)), ==, 401);
+    catalog_checks(alice, carol, admin);
+
+    restart((const char *[]){"--auth", "token", NULL});
+    char tok[4096], ta[HDR_MAX], tc[HDR_MAX], tadm[HDR_MAX];
+    CHECK_INT(get_token("alice", ALICE_PW, "registry:catalog:*", tok, sizeof(tok)), ==, 200);
+    snprintf(ta, sizeof(ta), "Bearer %s", tok);
+    CHECK_INT(get_token("carol", "carol-pass-1", "registry:catalog:*", tok, sizeof(tok)), ==, 200);
+    snprintf(tc, sizeof(tc), "Bearer %s", tok);
+    CHECK_INT(get_token("admin", ADMIN_PW, "registry:catalog:*", tok, sizeof(tok)), ==, 200);
+    snprintf(tadm, sizeof(tadm), "Bearer %s", tok);
+    catalog_checks(ta, tc, tadm);
+    /* anonymous, without pull on "*", is still asked to sign in */
+    struct resp *r = req("GET", "/auth/token?service=ocireg&scope=registry:catalog:*", NULL, NULL,
+                         0);
+    CHECK_INT(r->status, ==, 200);
+    json_field(r->body, "token", tok, sizeof(tok));
+    resp_free(r);
+    snprintf(ta, sizeof(ta), "Bearer %s", tok);
+    CHECK_INT(status_of(req("GET", "/v2/_catalog", ta, NULL, 0)), ==, 401);
+    cli_ok(NULL, NULL, 0, (const char *[]){"revoke", "anonymous", "public/*", NULL});
+}
+
 /* ---- failed logins per client ---- */
 
 static void test_failed_logins_bounded(void)
@@ -367,6 +443,7 @@ int main(void)
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "admin", "*", "*", NULL});
     cli_ok(ALICE_PW, NULL, 0, (const char *[]){"user", "add", "alice", NULL});
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "alice", "team/*", "pull,push", NULL});
+    RUN(test_catalog_per_user); /* first: it names every repository there is */
     RUN(test_recreated_user_token_mode);
     RUN(test_recreated_user_basic_mode);
     RUN(test_admin_listener);
