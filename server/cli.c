@@ -53,33 +53,39 @@ static const char usage_login[] =
 
 bool cli_parse_duration(const char *s, uint64_t *out)
 {
-    size_t n = strlen(s);
+    static const struct {
+        char unit;
+        uint64_t seconds;
+    } units[] = {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+    size_t n = strlen(s), i = 0, next_unit = 0;
+    uint64_t total = 0;
     if (n == 0)
         return false;
-    uint64_t mul = 1;
-    switch (s[n - 1]) {
-    case 's':
-        n--;
-        break;
-    case 'm':
-        mul = 60;
-        n--;
-        break;
-    case 'h':
-        mul = 3600;
-        n--;
-        break;
-    case 'd':
-        mul = 86400;
-        n--;
-        break;
-    default:
-        break;
+    /* a bare number is seconds, and stands alone */
+    if (strspn(s, "0123456789") == n) {
+        if (!parse_u64(s, n, &total) || total > CLI_DURATION_MAX)
+            return false;
+        *out = total;
+        return true;
     }
-    uint64_t v;
-    if (!parse_u64(s, n, &v) || v == 0 || v > UINT64_MAX / mul / 2)
-        return false;
-    *out = v * mul;
+    while (i < n) {
+        size_t digits = strspn(s + i, "0123456789");
+        uint64_t v;
+        if (digits == 0 || i + digits == n || !parse_u64(s + i, digits, &v))
+            return false;
+        i += digits;
+        /* units largest first, each at most once: "1h30m", not "30m1h" or "1h1h" */
+        while (next_unit < sizeof(units) / sizeof(units[0]) && units[next_unit].unit != s[i])
+            next_unit++;
+        if (next_unit == sizeof(units) / sizeof(units[0]))
+            return false;
+        uint64_t mul = units[next_unit++].seconds;
+        if (v > CLI_DURATION_MAX / mul || total + v * mul > CLI_DURATION_MAX)
+            return false;
+        total += v * mul;
+        i++;
+    }
+    *out = total;
     return true;
 }
 
@@ -358,7 +364,7 @@ int cli_login_password(int argc, char **argv)
     if (st >= 0)
         return st;
     uint64_t ttl = 12 * 3600;
-    if (c.npos != 1 || (c.ttl != NULL && !cli_parse_duration(c.ttl, &ttl))) {
+    if (c.npos != 1 || (c.ttl != NULL && (!cli_parse_duration(c.ttl, &ttl) || ttl == 0))) {
         fputs(usage_login, stderr);
         return 2;
     }
@@ -806,16 +812,12 @@ int cli_gc(int argc, char **argv)
             break;
         case 'g':
             /* 0 is allowed here: "collect everything now" */
-            if (strcmp(optarg, "0") == 0)
-                opt.grace = 0;
-            else if (!cli_parse_duration(optarg, &opt.grace))
-                goto bad;
+            if (!cli_parse_duration(optarg, &opt.grace))
+                goto bad_duration;
             break;
         case 'a':
-            if (strcmp(optarg, "0") == 0)
-                opt.upload_max_age = 0;
-            else if (!cli_parse_duration(optarg, &opt.upload_max_age))
-                goto bad;
+            if (!cli_parse_duration(optarg, &opt.upload_max_age))
+                goto bad_duration;
             break;
         case 'j':
             json = true;
@@ -834,6 +836,10 @@ int cli_gc(int argc, char **argv)
     if (optind != argc)
         goto bad;
     return gc_execute(root, &opt, json);
+bad_duration:
+    fprintf(stderr, "ocireg: %s: expected a duration (0, 90s, 15m, 6h, 7d, 1h30m): '%s'\n",
+            ch == 'g' ? "--grace" : "--upload-max-age", optarg);
+    return 2;
 bad:
     fprintf(stderr, "ocireg: bad arguments\n%s", usage_gc);
     return 2;

@@ -33,7 +33,15 @@ int cli_backup(int argc, char **argv);
 int gc_execute(const char *root, const struct gc_options *opt, bool json);
 void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out);
 
-/* "90", "90s", "30m", "12h", "7d" into seconds; false when malformed or zero. */
+/* The longest duration any flag takes: 100 years (36500d), far from any overflow. */
+#define CLI_DURATION_MAX ((uint64_t)36500 * 86400)
+
+/*
+ * A duration into seconds, for every flag that takes one: a bare number of seconds ("0",
+ * "90"), or numbers with units d, h, m, s, largest first, each at most once ("0s", "15m",
+ * "7d", "1h30m"). False (and *out untouched) when malformed or past CLI_DURATION_MAX; zero
+ * is a valid duration, each flag checks its own range.
+ */
 bool cli_parse_duration(const char *s, uint64_t *out);
 
 #endif

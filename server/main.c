@@ -53,11 +53,12 @@ static const char usage_serve[] =
     "                           connection, which sends large blobs faster)\n"
     "  --max-manifest-size N    largest manifest accepted, bytes (default 4194304)\n"
     "  --map-size N             LMDB map size, bytes (default 68719476736)\n"
-    "  --conn-timeout SECONDS   close connections idle this long (default 120)\n"
+    "  --conn-timeout DURATION  close connections idle this long (default 120s)\n"
     "  --per-ip-limit N         connections allowed per client address (default 0: none)\n"
     "  --max-connections N      connections served at once, each with its thread; more are\n"
     "                           answered 503 with Retry-After (default 1000)\n"
-    "  --shutdown-grace SECONDS time in-flight requests get at shutdown (default 10)\n"
+    "  --shutdown-grace DURATION\n"
+    "                           time in-flight requests get at shutdown (default 10s)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
     "  --auth MODE              none, basic or token; required when --listen is not loopback\n"
     "                           (default none on loopback)\n"
@@ -81,8 +82,8 @@ static const char usage_serve[] =
     "  --login-failures N       failed logins allowed per client address and minute; past\n"
     "                           them, 429 with Retry-After (default 10; 0: no bound)\n"
     "  --metrics-max-repos N    per-repository series in /metrics at most (default 10000)\n"
-    "  --gc-interval DURATION   run the garbage collector this often (e.g. 6h; default never;\n"
-    "                           'ocireg gc' runs it by hand, online)\n"
+    "  --gc-interval DURATION   run the garbage collector this often (e.g. 6h; default 0:\n"
+    "                           never; 'ocireg gc' runs it by hand, online)\n"
     "  --gc-delete-untagged     scheduled collections also remove untagged manifests\n"
     "  --access-log FILE        one JSON line per request to FILE ('-': standard error)\n"
     "  --config FILE            read flags from FILE: lines 'name = value' (or 'name' for a\n"
@@ -91,7 +92,8 @@ static const char usage_serve[] =
     "\n"
     "Every flag can also come from the environment as OCIREG_<NAME> (OCIREG_LISTEN,\n"
     "OCIREG_AUTH, OCIREG_GC_DELETE_UNTAGGED=1, ...). Precedence: command line, then\n"
-    "environment, then the config file.\n"
+    "environment, then the config file. A DURATION is a number of seconds or numbers with\n"
+    "units d, h, m, s, largest first: 0, 90, 90s, 15m, 6h, 7d, 1h30m.\n"
     "  --help                   show this help\n";
 
 static int bad_usage(const char *usage, const char *what, const char *arg)
@@ -227,8 +229,8 @@ static int serve_main(int argc, char **argv)
             cfg.map_size = v;
             break;
         case OPT_CONN_TIMEOUT:
-            if (!parse_num(optarg, &v) || v == 0 || v > 86400)
-                return bad_usage(usage_serve, "--conn-timeout: expected 1..86400", optarg);
+            if (!cli_parse_duration(optarg, &v) || v == 0 || v > 86400)
+                return bad_usage(usage_serve, "--conn-timeout: expected 1s..24h", optarg);
             cfg.conn_timeout = (unsigned)v;
             break;
         case OPT_PER_IP:
@@ -242,9 +244,8 @@ static int serve_main(int argc, char **argv)
             cfg.max_connections = (unsigned)v;
             break;
         case OPT_GRACE:
-            if (!parse_num(optarg, &v) || v > 3600)
-                return bad_usage(usage_serve, "--shutdown-grace: expected 0..3600",
-                                 optarg);
+            if (!cli_parse_duration(optarg, &v) || v > 3600)
+                return bad_usage(usage_serve, "--shutdown-grace: expected 0s..1h", optarg);
             cfg.shutdown_grace = (unsigned)v;
             break;
         case OPT_LOG_LEVEL: {
@@ -278,7 +279,7 @@ static int serve_main(int argc, char **argv)
             cfg.service = optarg;
             break;
         case OPT_TOKEN_TTL:
-            if (!cli_parse_duration(optarg, &v) || v > 86400)
+            if (!cli_parse_duration(optarg, &v) || v == 0 || v > 86400)
                 return bad_usage(usage_serve, "--token-ttl: expected 1s..24h", optarg);
             cfg.token_ttl = (unsigned)v;
             break;
@@ -307,7 +308,7 @@ static int serve_main(int argc, char **argv)
             break;
         case OPT_GC_INTERVAL:
             if (!cli_parse_duration(optarg, &v) || v > 365 * 86400)
-                return bad_usage(usage_serve, "--gc-interval: expected a duration like 6h",
+                return bad_usage(usage_serve, "--gc-interval: expected 0 (never)..365d, like 6h",
                                  optarg);
             cfg.gc_interval = (unsigned)v;
             break;

@@ -1,4 +1,5 @@
-/* Unit tests of the server's pure parsers: routes, Range, Content-Range, numbers. */
+/* Unit tests of the server's pure parsers: routes, Range, Content-Range, numbers, durations. */
+#include "server/cli.h"
 #include "server/httpparse.h"
 #include "server/route.h"
 #include "tests/check.h"
@@ -117,8 +118,68 @@ static void test_unescape(void)
     CHECK_STR(d, "A%");
 }
 
+static void check_duration(const char *s, uint64_t want)
+{
+    uint64_t v = 12345;
+    if (!cli_parse_duration(s, &v) || v != want) {
+        fprintf(stderr, "duration \"%s\": %llu, want %llu\n", s, (unsigned long long)v,
+                (unsigned long long)want);
+        abort();
+    }
+}
+
+static void check_no_duration(const char *s)
+{
+    uint64_t v = 12345;
+    if (cli_parse_duration(s, &v) || v != 12345) {
+        fprintf(stderr, "duration \"%s\" accepted (%llu)\n", s, (unsigned long long)v);
+        abort();
+    }
+}
+
+/* Every flag taking a duration goes through this one parser. */
+static void test_durations(void)
+{
+    check_duration("0", 0);
+    check_duration("0s", 0);
+    check_duration("0m", 0);
+    check_duration("1", 1);
+    check_duration("90", 90);
+    check_duration("90s", 90);
+    check_duration("15m", 900);
+    check_duration("6h", 6 * 3600);
+    check_duration("7d", 7 * 86400);
+    check_duration("1h30m", 5400);
+    check_duration("1d12h", 36 * 3600);
+    check_duration("2h0m5s", 7205);
+    check_duration("36500d", CLI_DURATION_MAX);
+    check_duration("3153600000", CLI_DURATION_MAX);
+    check_no_duration("");
+    check_no_duration("s");
+    check_no_duration("h1");
+    check_no_duration("-1s");
+    check_no_duration("+1s");
+    check_no_duration("1x");
+    check_no_duration("1.5h");
+    check_no_duration(" 1s");
+    check_no_duration("1s ");
+    check_no_duration("1h 30m");
+    check_no_duration("1h30");  /* a bare number only stands alone */
+    check_no_duration("30m1h"); /* largest unit first */
+    check_no_duration("1h1h");
+    check_no_duration("1ss");
+    check_no_duration("0x10");
+    check_no_duration("36501d"); /* past CLI_DURATION_MAX */
+    check_no_duration("3153600001");
+    check_no_duration("18446744073709551615");
+    check_no_duration("18446744073709551616s");
+    check_no_duration("213503982334601d"); /* times 86400 wraps 64 bits */
+    check_no_duration("99999999999999999999999h");
+}
+
 int main(void)
 {
+    RUN(test_durations);
     RUN(test_unescape);
     RUN(test_routes);
     RUN(test_u64);
