@@ -424,7 +424,8 @@ static const char usage_repo[] =
     "\n"
     "A push that would take the repository's stored bytes over its quota (or the default for\n"
     "repositories without one) is refused with 403 DENIED. BYTES 0 removes the quota; a\n"
-    "suffix K, M, G or T multiplies by 1024s.\n";
+    "suffix K, M, G or T multiplies by 1024s. Every flag is checked before anything is\n"
+    "written: a refused command (exit status 2) changes nothing.\n";
 
 static bool parse_when(const char *s, uint64_t *out)
 {
@@ -709,13 +710,29 @@ int cli_repo(int argc, char **argv)
     bool def = c.npos == 1 && strcmp(verb, "set-default") == 0;
     bool one = c.npos == 2 && strcmp(verb, "set") == 0;
     bool del = c.npos == 2 && strcmp(verb, "delete") == 0;
+    /* every flag is checked before the first write: a refused command changes nothing */
+    const char *why = NULL;
+    if (!def && !one && !del)
+        why = "";
+    else if (del && (c.quota != NULL || c.mutability != NULL || c.nexclude > 0))
+        why = "repo delete takes no --quota, --tag-mutability or --exclude";
+    else if (def && (c.mutability != NULL || c.nexclude > 0))
+        why = "repo set-default takes --quota only: tag mutability is set per repository";
+    else if ((def && c.quota == NULL) || (one && c.quota == NULL && c.mutability == NULL))
+        why = "";
+    else if (c.nexclude > 0 && c.mutability == NULL)
+        why = "--exclude goes with --tag-mutability";
     uint64_t bytes = 0;
-    if ((!def && !one && !del) || (def && c.quota == NULL) ||
-        (one && c.quota == NULL && c.mutability == NULL) ||
-        (c.quota != NULL && !parse_bytes(c.quota, &bytes)) ||
-        (c.mutability != NULL && strcmp(c.mutability, "immutable") != 0 &&
-         strcmp(c.mutability, "mutable") != 0)) {
-        fputs(usage_repo, stderr);
+    if (why == NULL && c.quota != NULL && !parse_bytes(c.quota, &bytes))
+        why = "--quota: expected BYTES with an optional K, M, G or T suffix";
+    if (why == NULL && c.mutability != NULL && strcmp(c.mutability, "immutable") != 0 &&
+        strcmp(c.mutability, "mutable") != 0)
+        why = "--tag-mutability: expected immutable or mutable";
+    if (why != NULL) {
+        if (why[0] != '\0')
+            fprintf(stderr, "ocireg: %s (see 'ocireg repo --help'); nothing changed\n", why);
+        else
+            fputs(usage_repo, stderr);
         return 2;
     }
     if ((one || del) && !name_valid(c.pos[1], strlen(c.pos[1]))) {
@@ -738,9 +755,9 @@ int cli_repo(int argc, char **argv)
     enum store_err rc = STORE_OK;
     if (del)
         rc = index_repo_delete(idx, c.pos[1]);
-    if (rc == STORE_OK && c.quota != NULL)
+    if (rc == STORE_OK && !del && c.quota != NULL)
         rc = index_quota_set(idx, one ? c.pos[1] : NULL, bytes);
-    if (rc == STORE_OK && c.mutability != NULL)
+    if (rc == STORE_OK && one && c.mutability != NULL)
         rc = index_tag_policy_set(idx, c.pos[1], &pol);
     index_close(idx);
     if (rc != STORE_OK) {
