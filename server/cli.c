@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "auth/token.h"
@@ -489,11 +490,29 @@ static bool parse_bytes(const char *s, uint64_t *out)
 
 struct usage_out {
     struct index *idx;
-    bool json;
+    json_t *rows; /* with --json: the rows, printed as one document at the end */
     bool since;
     uint64_t since_hour;
-    int count;
+    bool failed; /* a row could not be encoded (out of memory) */
 };
+
+/* Prints doc (TAKES it) on one line; false when it could not be encoded. */
+static bool print_json(json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL)
+        return false;
+    printf("%s\n", text);
+    free(text);
+    return true;
+}
+
+static void usage_json_row(struct usage_out *o, json_t *row)
+{
+    if (row == NULL || json_array_append_new(o->rows, row) != 0)
+        o->failed = true;
+}
 
 static void print_usage_row(struct usage_out *o, const char *name, const struct index_usage *now)
 {
@@ -509,14 +528,13 @@ static void print_usage_row(struct usage_out *o, const char *name, const struct 
     (void)index_exclusive_bytes(o->idx, name, &exclusive);
     if (quota == 0)
         (void)index_quota_default(o->idx, &quota);
-    if (o->json) {
-        printf("%s{\"repository\":\"%s\",\"stored_bytes\":%llu,\"exclusive_bytes\":%llu,"
-               "\"ingress_bytes\":%llu,\"egress_bytes\":%llu,\"pulls\":%llu,\"pushes\":%llu,"
-               "\"quota_bytes\":%llu}",
-               o->count ? "," : "", name, (unsigned long long)u.stored_bytes,
-               (unsigned long long)exclusive, (unsigned long long)u.ingress_bytes,
-               (unsigned long long)u.egress_bytes, (unsigned long long)u.pulls,
-               (unsigned long long)u.pushes, (unsigned long long)quota);
+    if (o->rows != NULL) {
+        usage_json_row(
+            o, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "repository", name,
+                         "stored_bytes", (json_int_t)u.stored_bytes, "exclusive_bytes",
+                         (json_int_t)exclusive, "ingress_bytes", (json_int_t)u.ingress_bytes,
+                         "egress_bytes", (json_int_t)u.egress_bytes, "pulls", (json_int_t)u.pulls,
+                         "pushes", (json_int_t)u.pushes, "quota_bytes", (json_int_t)quota));
     } else {
         printf("%-40s %14llu %14llu %14llu %14llu %8llu %8llu %14llu\n", name,
                (unsigned long long)u.stored_bytes, (unsigned long long)exclusive,
@@ -524,7 +542,6 @@ static void print_usage_row(struct usage_out *o, const char *name, const struct 
                (unsigned long long)u.pulls, (unsigned long long)u.pushes,
                (unsigned long long)quota);
     }
-    o->count++;
 }
 
 static int usage_row(const char *name, const struct index_usage *u, void *arg)
@@ -544,17 +561,17 @@ static int user_row(const char *name, const struct index_usage *now, void *arg)
         u.pulls -= base.pulls <= u.pulls ? base.pulls : 0;
         u.pushes -= base.pushes <= u.pushes ? base.pushes : 0;
     }
-    if (o->json)
-        printf("%s{\"user\":\"%s\",\"ingress_bytes\":%llu,\"egress_bytes\":%llu,"
-               "\"pulls\":%llu,\"pushes\":%llu}",
-               o->count ? "," : "", name, (unsigned long long)u.ingress_bytes,
-               (unsigned long long)u.egress_bytes, (unsigned long long)u.pulls,
-               (unsigned long long)u.pushes);
+    /* user names come from token subjects, any text an external issuer chose: jansson
+     * escapes them */
+    if (o->rows != NULL)
+        usage_json_row(o, json_pack("{s:s, s:I, s:I, s:I, s:I}", "user", name, "ingress_bytes",
+                                    (json_int_t)u.ingress_bytes, "egress_bytes",
+                                    (json_int_t)u.egress_bytes, "pulls", (json_int_t)u.pulls,
+                                    "pushes", (json_int_t)u.pushes));
     else
         printf("%-40s %14llu %14llu %8llu %8llu\n", name, (unsigned long long)u.ingress_bytes,
                (unsigned long long)u.egress_bytes, (unsigned long long)u.pulls,
                (unsigned long long)u.pushes);
-    o->count++;
     return 0;
 }
 
@@ -564,7 +581,7 @@ int cli_usage(int argc, char **argv)
     int st = parse_common(argc, argv, &c, usage_usage);
     if (st >= 0)
         return st;
-    struct usage_out o = {NULL, c.json, c.since != NULL, 0, 0};
+    struct usage_out o = {NULL, NULL, c.since != NULL, 0, false};
     if (c.since != NULL) {
         uint64_t t;
         if (!parse_when(c.since, &t)) {
@@ -578,24 +595,31 @@ int cli_usage(int argc, char **argv)
             fprintf(stderr, "ocireg: invalid repository name '%s'\n", c.pos[i]);
             return 2;
         }
+    if (c.json) {
+        o.rows = json_array();
+        if (o.rows == NULL)
+            return 1;
+    }
     o.idx = cli_open_index(c.root);
-    if (o.idx == NULL)
+    if (o.idx == NULL) {
+        json_decref(o.rows);
         return 1;
+    }
     if (c.users) {
         bool more;
-        if (c.json)
-            printf("{\"users\":[");
-        else
+        if (!c.json)
             printf("%-40s %14s %14s %8s %8s\n", "USER", "INGRESS", "EGRESS", "PULLS", "PUSHES");
         enum store_err urc = index_usage_list(o.idx, 'u', NULL, SIZE_MAX, user_row, &o, &more);
-        if (c.json)
-            printf("]}\n");
         index_close(o.idx);
+        if (urc == STORE_OK && c.json &&
+            !print_json(o.failed ? NULL : json_pack("{s:O}", "users", o.rows)))
+            urc = STORE_ENOMEM;
+        json_decref(o.rows);
+        if (urc != STORE_OK)
+            fprintf(stderr, "ocireg: usage: %s\n", store_strerror(urc));
         return urc == STORE_OK ? 0 : 1;
     }
-    if (c.json)
-        printf("{\"repositories\":[");
-    else
+    if (!c.json)
         printf("%-40s %14s %14s %14s %14s %8s %8s %14s\n", "REPOSITORY", "STORED", "EXCLUSIVE",
                "INGRESS", "EGRESS", "PULLS", "PUSHES", "QUOTA");
     enum store_err rc = STORE_OK;
@@ -612,15 +636,21 @@ int cli_usage(int argc, char **argv)
     }
     struct index_totals t = {0, 0, 0};
     (void)index_totals_get(o.idx, &t);
-    if (c.json)
-        printf("],\"registry\":{\"physical_bytes\":%llu,\"blobs\":%llu,\"manifests\":%llu}}\n",
-               (unsigned long long)t.physical_bytes, (unsigned long long)t.blobs,
-               (unsigned long long)t.manifests);
-    else
+    if (c.json && rc == STORE_OK) {
+        json_t *doc =
+            o.failed ? NULL
+                     : json_pack("{s:O, s:{s:I, s:I, s:I}}", "repositories", o.rows, "registry",
+                                 "physical_bytes", (json_int_t)t.physical_bytes, "blobs",
+                                 (json_int_t)t.blobs, "manifests", (json_int_t)t.manifests);
+        if (!print_json(doc))
+            rc = STORE_ENOMEM;
+    } else if (!c.json) {
         printf("registry: %llu bytes on disk in %llu blobs and %llu manifests\n",
                (unsigned long long)t.physical_bytes, (unsigned long long)t.blobs,
                (unsigned long long)t.manifests);
+    }
     index_close(o.idx);
+    json_decref(o.rows);
     if (rc != STORE_OK) {
         fprintf(stderr, "ocireg: usage: %s\n", store_strerror(rc));
         return 1;
@@ -878,31 +908,35 @@ int gc_execute(const char *root, const struct gc_options *opt, bool json)
         fprintf(stderr, "ocireg: gc: %s\n", store_strerror(rc));
         return 1;
     }
-    gc_print(&r, opt->dry_run, json, stdout);
+    if (!gc_print(&r, opt->dry_run, json, stdout)) {
+        fprintf(stderr, "ocireg: gc: cannot print the report: %s\n", store_strerror(STORE_ENOMEM));
+        return 1;
+    }
     return 0;
 }
 
-void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out)
+bool gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out)
 {
     if (json) {
-        fprintf(out,
-                "{\"dry_run\":%s,\"repositories\":%llu,\"manifests_kept\":%llu,"
-                "\"manifests_removed\":%llu,\"manifest_bytes_removed\":%llu,\"links_kept\":%llu,"
-                "\"links_removed\":%llu,\"blobs_kept\":%llu,\"blobs_removed\":%llu,"
-                "\"blob_bytes_removed\":%llu,\"uploads_removed\":%llu,"
-                "\"upload_bytes_removed\":%llu,\"orphans_removed\":%llu,"
-                "\"orphan_bytes_removed\":%llu,\"policy_expired\":%llu,\"retried\":%llu}\n",
-                dry_run ? "true" : "false", (unsigned long long)r->repositories,
-                (unsigned long long)r->manifests_kept, (unsigned long long)r->manifests_removed,
-                (unsigned long long)r->manifest_bytes_removed, (unsigned long long)r->links_kept,
-                (unsigned long long)r->links_removed, (unsigned long long)r->blobs_kept,
-                (unsigned long long)r->blobs_removed, (unsigned long long)r->blob_bytes_removed,
-                (unsigned long long)r->uploads_removed,
-                (unsigned long long)r->upload_bytes_removed,
-                (unsigned long long)r->orphans_removed,
-                (unsigned long long)r->orphan_bytes_removed,
-                (unsigned long long)r->policy_expired, (unsigned long long)r->retried);
-        return;
+        json_t *doc = json_pack(
+            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "dry_run", dry_run, "repositories", (json_int_t)r->repositories, "manifests_kept",
+            (json_int_t)r->manifests_kept, "manifests_removed", (json_int_t)r->manifests_removed,
+            "manifest_bytes_removed", (json_int_t)r->manifest_bytes_removed, "links_kept",
+            (json_int_t)r->links_kept, "links_removed", (json_int_t)r->links_removed, "blobs_kept",
+            (json_int_t)r->blobs_kept, "blobs_removed", (json_int_t)r->blobs_removed,
+            "blob_bytes_removed", (json_int_t)r->blob_bytes_removed, "uploads_removed",
+            (json_int_t)r->uploads_removed, "upload_bytes_removed",
+            (json_int_t)r->upload_bytes_removed, "orphans_removed", (json_int_t)r->orphans_removed,
+            "orphan_bytes_removed", (json_int_t)r->orphan_bytes_removed, "policy_expired",
+            (json_int_t)r->policy_expired, "retried", (json_int_t)r->retried);
+        char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        if (text == NULL)
+            return false;
+        fprintf(out, "%s\n", text);
+        free(text);
+        return true;
     }
     fprintf(out,
             "%s%llu repositories: manifests %llu kept, %llu removed (%llu bytes); links %llu "
@@ -916,6 +950,7 @@ void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out)
             (unsigned long long)r->uploads_removed, (unsigned long long)r->upload_bytes_removed,
             (unsigned long long)r->orphans_removed, (unsigned long long)r->orphan_bytes_removed,
             r->retried ? "; some changed during the run and wait for the next one" : "");
+    return true;
 }
 
 /* ---- fsck ---- */
@@ -930,18 +965,20 @@ static const char usage_fsck[] =
     "runs.\n";
 
 struct fsck_out {
-    bool json;
-    int n;
+    json_t *problems; /* with --json: printed in one document at the end */
+    bool failed;      /* a problem could not be recorded (out of memory) */
 };
 
 static void fsck_problem(const char *kind, const char *msg, void *arg)
 {
     struct fsck_out *o = arg;
-    if (o->json)
-        printf("%s{\"kind\":\"%s\",\"message\":\"%s\"}", o->n ? "," : "", kind, msg);
-    else
+    if (o->problems == NULL) {
         printf("%-10s %s\n", kind, msg);
-    o->n++;
+        return;
+    }
+    json_t *p = json_pack("{s:s, s:s}", "kind", kind, "message", msg);
+    if (p == NULL || json_array_append_new(o->problems, p) != 0)
+        o->failed = true;
 }
 
 static void fsck_progress(uint64_t done, uint64_t total, void *arg)
@@ -960,8 +997,8 @@ int cli_fsck(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *root = cli_default_root();
-    bool repair = false;
-    struct fsck_out o = {false, 0};
+    bool repair = false, json = false;
+    struct fsck_out o = {NULL, false};
     optind = 1;
     opterr = 0;
     int ch;
@@ -974,7 +1011,7 @@ int cli_fsck(int argc, char **argv)
             repair = true;
             break;
         case 'j':
-            o.json = true;
+            json = true;
             break;
         case 'h':
             fputs(usage_fsck, stdout);
@@ -988,32 +1025,42 @@ int cli_fsck(int argc, char **argv)
         fprintf(stderr, "ocireg: bad arguments\n%s", usage_fsck);
         return 2;
     }
+    if (json) {
+        o.problems = json_array();
+        if (o.problems == NULL)
+            return 1;
+    }
     struct index *idx = cli_open_index(root);
-    if (idx == NULL)
+    if (idx == NULL) {
+        json_decref(o.problems);
         return 1;
+    }
     struct blobstore *bs = NULL;
     enum store_err rc = blobstore_open(&bs, root);
     struct fsck_report r;
-    if (o.json)
-        printf("{\"problems\":[");
     if (rc == STORE_OK)
         rc = fsck_run(idx, bs, repair, &r, fsck_problem, fsck_progress, &o);
     blobstore_close(bs);
     index_close(idx);
+    if (rc == STORE_OK && o.failed)
+        rc = STORE_ENOMEM;
     if (rc != STORE_OK) {
-        if (o.json)
-            printf("]}\n");
+        /* what was found before the failure still goes out */
+        if (json && !print_json(json_pack("{s:O}", "problems", o.problems)))
+            fprintf(stderr, "ocireg: fsck: cannot print the problems found\n");
+        json_decref(o.problems);
         fprintf(stderr, "ocireg: fsck: %s\n", store_strerror(rc));
         return 1;
     }
     uint64_t found = r.corrupted + r.missing + r.orphans + r.count_problems;
-    if (o.json)
-        printf("],\"blobs_checked\":%llu,\"bytes_checked\":%llu,\"corrupted\":%llu,"
-               "\"missing\":%llu,\"orphans\":%llu,\"count_problems\":%llu,\"repaired\":%s}\n",
-               (unsigned long long)r.blobs_checked, (unsigned long long)r.bytes_checked,
-               (unsigned long long)r.corrupted, (unsigned long long)r.missing,
-               (unsigned long long)r.orphans, (unsigned long long)r.count_problems,
-               repair ? "true" : "false");
+    bool printed = true;
+    if (json)
+        printed = print_json(json_pack("{s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "problems",
+                                       o.problems, "blobs_checked", (json_int_t)r.blobs_checked,
+                                       "bytes_checked", (json_int_t)r.bytes_checked, "corrupted",
+                                       (json_int_t)r.corrupted, "missing", (json_int_t)r.missing,
+                                       "orphans", (json_int_t)r.orphans, "count_problems",
+                                       (json_int_t)r.count_problems, "repaired", repair));
     else
         printf("fsck: %llu blobs (%llu bytes) checked: %llu corrupted, %llu missing, %llu "
                "orphan files, %llu count problems%s\n",
@@ -1021,5 +1068,11 @@ int cli_fsck(int argc, char **argv)
                (unsigned long long)r.corrupted, (unsigned long long)r.missing,
                (unsigned long long)r.orphans, (unsigned long long)r.count_problems,
                repair && found ? " (repaired what can be)" : "");
+    json_decref(o.problems);
+    if (!printed) {
+        fprintf(stderr, "ocireg: fsck: cannot print the report: %s\n",
+                store_strerror(STORE_ENOMEM));
+        return 1;
+    }
     return found == 0 ? 0 : 1;
 }

@@ -31,7 +31,8 @@ int cli_backup(int argc, char **argv);
 
 /* Runs the collector on root and prints its report (also used by serve --gc-interval). */
 int gc_execute(const char *root, const struct gc_options *opt, bool json);
-void gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out);
+/* false when the JSON report could not be made (out of memory); nothing is printed then */
+bool gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out);
 
 /* The longest duration any flag takes: 100 years (36500d), far from any overflow. */
 #define CLI_DURATION_MAX ((uint64_t)36500 * 86400)

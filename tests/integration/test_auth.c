@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
@@ -650,6 +651,64 @@ static void test_usage_per_user(void)
     }
 }
 
+/*
+ * An external issuer's subjects are whatever it says ("CORP\\jdoe", quotes, tabs, non-ASCII):
+ * `usage --users --json` must still be JSON, naming each of them exactly.
+ */
+static void test_usage_json_user_names(void)
+{
+    static const char *const names[] = {"CORP\\jdoe", "say \"hi\"", "tab\there", "j\u00fcrgen"};
+    enum { N = sizeof(names) / sizeof(names[0]) };
+    srv_stop(&S);
+    srv_restart(&S, (const char *[]){"--auth", "token", "--token-issuer", "ext",
+                                     "--token-public-key", es_pem, NULL});
+    long long now = (long long)time(NULL);
+    for (size_t i = 0; i < N; i++) {
+        json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:[{s:s, s:s, s:[s, s]}]}",
+                              "iss", "ext", "sub", names[i], "aud", "ocireg", "exp",
+                              (json_int_t)(now + 300), "nbf", (json_int_t)now, "iat",
+                              (json_int_t)now, "ocireg_kind", "access", "access", "type",
+                              "repository", "name", "team/names", "actions", "pull", "push");
+        char *text = json_dumps(c, JSON_COMPACT);
+        CHECK(text != NULL);
+        char tok[8192], auth[8300], data[64], d[80];
+        make_jwt("{\"typ\":\"JWT\",\"alg\":\"ES256\"}", text, SIGN_ES256, tok, sizeof(tok));
+        free(text);
+        json_decref(c);
+        bearer(tok, auth, sizeof(auth));
+        snprintf(data, sizeof(data), "pushed by user %zu", i);
+        CHECK_INT(push_blob("team/names", auth, data, d), ==, 201);
+    }
+    /* the counters reach the index within a second or so; every answer must parse */
+    char out[16384];
+    for (int tries = 0;; tries++) {
+        CHECK(tries < 500);
+        CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                          (const char *[]){"usage", "--users", "--json", NULL}),
+                  ==, 0);
+        json_error_t err;
+        json_t *j = json_loads(out, 0, &err);
+        if (j == NULL) {
+            fprintf(stderr, "usage --users --json is no JSON (%s): %s\n", err.text, out);
+            abort();
+        }
+        size_t found = 0, k;
+        json_t *row;
+        json_array_foreach(json_object_get(j, "users"), k, row)
+        {
+            const char *user = json_string_value(json_object_get(row, "user"));
+            for (size_t i = 0; user != NULL && i < N; i++)
+                if (strcmp(user, names[i]) == 0 &&
+                    json_integer_value(json_object_get(row, "ingress_bytes")) > 0)
+                    found++;
+        }
+        json_decref(j);
+        if (found == N)
+            break;
+        usleep(20000);
+    }
+}
+
 static void test_no_secrets_in_log(void)
 {
     char path[256];
@@ -699,6 +758,7 @@ int main(void)
     RUN(test_bad_tokens);
     RUN(test_basic_mode);
     RUN(test_usage_per_user);
+    RUN(test_usage_json_user_names);
     RUN(test_no_secrets_in_log);
     srv_cleanup(&S);
     unlink(es_pem);
