@@ -155,11 +155,18 @@ static bool selects(const struct policy_rule *r, const struct policy_image *img)
     case POLICY_ANY:
         return true;
     case POLICY_TAGGED:
-        for (size_t t = 0; t < img->ntags; t++)
-            for (size_t p = 0; p < r->npatterns; p++)
-                if (fnmatch(r->patterns[p], img->tags[t], 0) == 0)
-                    return true;
-        return false;
+        /* every entry of the list must match one of the image's tags (one tag may match
+         * several entries): ["release-*", "*-deprecated"] leaves release-2 + stable alone */
+        if (img->ntags == 0 || r->npatterns == 0)
+            return false;
+        for (size_t p = 0; p < r->npatterns; p++) {
+            size_t t = 0;
+            while (t < img->ntags && fnmatch(r->patterns[p], img->tags[t], 0) != 0)
+                t++;
+            if (t == img->ntags)
+                return false;
+        }
+        return true;
     }
     return false;
 }

@@ -13,6 +13,9 @@
  *
  * Rules apply in priority order (lowest first); an image a rule selects is never looked at
  * by a later rule. tagStatus: tagged (needs tagPatternList or tagPrefixList), untagged, any.
+ * A tagged rule selects an image only when every entry of its lists matches one of the
+ * image's tags: ["release-*", "*-deprecated"] selects release-1 + 1-deprecated, not
+ * release-2 + stable (the cloud format's rule: several entries mean all of them).
  * countType: imageCountMoreThan (expires all but the newest countNumber), sinceImagePushed
  * and sinceImagePulled (countUnit "days"). The collector applies them (storage/gc.c).
  */

@@ -379,6 +379,86 @@ static int run_gc_text(char *out, size_t cap, const char *const *args)
     return run_cli(&S, NULL, out, cap, args);
 }
 
+/* The image of image() under more tags: the same manifest PUT under each. */
+static void retag(const char *repo, const char *body, const char *const *tags)
+{
+    for (size_t i = 0; tags[i] != NULL; i++) {
+        struct resp *r = put_manifest_body(&S, repo, tags[i], MT_MANIFEST, body);
+        EXPECT(r, 201, NULL);
+        resp_free(r);
+    }
+}
+
+/*
+ * Several entries in tagPatternList or tagPrefixList select only the images carrying tags
+ * that match every entry (the cloud format's rule). Run before test_lifecycle, so that no
+ * other repository has a policy yet and policy_expired counts this repository's alone.
+ */
+static void test_lifecycle_tag_lists(void)
+{
+    char pol[256], out[4096], b[1024];
+    char both[80], stable[80], dep_only[80], rel_only[80], ab[80], a_only[80], b_only[80];
+    image("gc/lists", "release-1", "{\"lists\":1}", "lists layer 1", NULL, both, b, sizeof(b));
+    retag("gc/lists", b, (const char *[]){"1-deprecated", NULL});
+    image("gc/lists", "release-2", "{\"lists\":2}", "lists layer 2", NULL, stable, b, sizeof(b));
+    retag("gc/lists", b, (const char *[]){"stable", NULL});
+    image("gc/lists", "3-deprecated", "{\"lists\":3}", "lists layer 3", NULL, dep_only, b,
+          sizeof(b));
+    image("gc/lists", "release-4", "{\"lists\":4}", "lists layer 4", NULL, rel_only, b,
+          sizeof(b));
+    image("gc/lists", "alpha-1", "{\"lists\":5}", "lists layer 5", NULL, ab, b, sizeof(b));
+    retag("gc/lists", b, (const char *[]){"beta-1", NULL});
+    image("gc/lists", "alpha-2", "{\"lists\":6}", "lists layer 6", NULL, a_only, b, sizeof(b));
+    image("gc/lists", "beta-2", "{\"lists\":7}", "lists layer 7", NULL, b_only, b, sizeof(b));
+    snprintf(pol, sizeof(pol), "%s/lists.json", S.dir);
+    write_file(pol,
+               "{\"rules\":["
+               "{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"tagged\",\"tagPatternList\":"
+               "[\"release-*\",\"*-deprecated\"],\"countType\":\"sinceImagePushed\","
+               "\"countUnit\":\"days\",\"countNumber\":1},\"action\":{\"type\":\"expire\"}},"
+               "{\"rulePriority\":2,\"selection\":{\"tagStatus\":\"tagged\",\"tagPrefixList\":"
+               "[\"alpha\",\"beta\"],\"countType\":\"sinceImagePushed\",\"countUnit\":"
+               "\"days\",\"countNumber\":1},\"action\":{\"type\":\"expire\"}}]}");
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "set", "gc/lists", pol, NULL}),
+              ==, 0);
+    /* two days on, each rule expires the one image carrying tags for all of its entries */
+    time_t later = time(NULL) + 2 * 86400;
+    struct tm tm;
+    gmtime_r(&later, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *j = gc((const char *[]){"--grace", "0", "--as-of", when, NULL});
+    CHECK_INT(field(j, "policy_expired"), ==, 2);
+    json_decref(j);
+    const struct {
+        const char *what;
+        const char *digest;
+        long status;
+    } want[] = {
+        {"release-1 + 1-deprecated: both patterns", both, 404},
+        {"release-2 + stable: release-* only", stable, 200},
+        {"3-deprecated: *-deprecated only", dep_only, 200},
+        {"release-4: release-* only", rel_only, 200},
+        {"alpha-1 + beta-1: both prefixes", ab, 404},
+        {"alpha-2: alpha only", a_only, 200},
+        {"beta-2: beta only", b_only, 200},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v2/gc/lists/manifests/%s", want[i].digest);
+        long st = status_of("GET", path);
+        if (st != want[i].status) {
+            fprintf(stderr, "%s: GET answered %ld, want %ld\n", want[i].what, st,
+                    want[i].status);
+            abort();
+        }
+    }
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "delete", "gc/lists", NULL}),
+              ==, 0);
+}
+
 static void test_lifecycle(void)
 {
     char pol[256], out[4096];
@@ -530,6 +610,7 @@ int main(void)
     RUN(test_stress);
     RUN(test_immutable_tags_and_repo_delete);
     RUN(test_fsck);
+    RUN(test_lifecycle_tag_lists);
     RUN(test_lifecycle);
     RUN(test_scheduled);
     srv_cleanup(&S);
