@@ -14,6 +14,7 @@
 #include "auth/users.h"
 #include "server/cli.h"
 #include "server/httpparse.h"
+#include "storage/blobstore.h"
 #include "storage/fsck.h"
 #include "storage/gc.h"
 #include "storage/index.h"
@@ -192,11 +193,12 @@ struct index *cli_open_index(const char *root)
     struct index *idx = NULL;
     if (n < 0 || (size_t)n >= sizeof(dir))
         return NULL;
-    if (mkdir(root, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "ocireg: cannot create %s: %s\n", root, strerror(errno));
+    enum store_err rc = blobstore_root_prepare(root);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "ocireg: cannot create %s: %s\n", root, store_strerror(rc));
         return NULL;
     }
-    enum store_err rc = index_open(&idx, dir, MAP_SIZE);
+    rc = index_open(&idx, dir, MAP_SIZE);
     if (rc != STORE_OK) {
         fprintf(stderr, "ocireg: cannot open the index under %s: %s\n", root, store_strerror(rc));
         return NULL;

@@ -127,7 +127,8 @@ int cli_export(int argc, char **argv)
     /* written under a temporary name and renamed: no half archive under the real name */
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.%ld.part", outpath, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* the archive holds the images themselves: as private as the blobs they came from */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, STORE_FILE_MODE);
     int ret = 1;
     char err[512] = "";
     struct archive_stats st;
@@ -286,7 +287,7 @@ int cli_backup(int argc, char **argv)
         return 2;
     }
     const char *dest = argv[optind];
-    if (mkdir(dest, 0755) != 0) {
+    if (mkdir(dest, STORE_DIR_MODE) != 0) {
         fprintf(stderr, "ocireg: backup: cannot create %s: %s\n", dest, strerror(errno));
         return 1;
     }

@@ -651,6 +651,16 @@ static void server_free(struct server *srv)
     free(srv);
 }
 
+/* Appended to; created like the data it describes (who pulled what): nothing for others. */
+static FILE *open_access_log(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, STORE_FILE_MODE);
+    FILE *f = fd != -1 ? fdopen(fd, "a") : NULL;
+    if (f == NULL && fd != -1)
+        close(fd);
+    return f;
+}
+
 int server_start(struct server **out, const struct server_config *cfg)
 {
     struct server *srv = calloc(1, sizeof(*srv));
@@ -684,8 +694,8 @@ int server_start(struct server **out, const struct server_config *cfg)
     if (upload_cache_new(&srv->uploads) != STORE_OK || authz_init(srv) != STORE_OK)
         goto fail;
     if (cfg->access_log != NULL) {
-        srv->access_log = strcmp(cfg->access_log, "-") == 0 ? stderr
-                                                              : fopen(cfg->access_log, "a");
+        srv->access_log =
+            strcmp(cfg->access_log, "-") == 0 ? stderr : open_access_log(cfg->access_log);
         if (srv->access_log == NULL) {
             log_error("cannot open --access-log %s: %s", cfg->access_log, strerror(errno));
             goto fail;

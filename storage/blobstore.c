@@ -35,7 +35,7 @@ struct upload {
 
 static int mkdir_open(int dirfd, const char *name)
 {
-    if (mkdirat(dirfd, name, 0755) != 0 && errno != EEXIST)
+    if (mkdirat(dirfd, name, STORE_DIR_MODE) != 0 && errno != EEXIST)
         return -1;
     return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
@@ -60,6 +60,35 @@ void blobstore_close(struct blobstore *bs)
     free(bs);
 }
 
+/* Takes group write and everything of "other" off a directory we own (not a shared one). */
+static void close_to_others(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & S_ISVTX) == 0 &&
+        (st.st_mode & 0027) != 0)
+        (void)fchmod(fd, st.st_mode & 07750);
+}
+
+enum store_err blobstore_root_prepare(const char *root)
+{
+    static const char *const tops[] = {"blobs", "uploads", "index"};
+    if (mkdir(root, STORE_DIR_MODE) != 0 && errno != EEXIST)
+        return store_err_from_errno(errno);
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1)
+        return store_err_from_errno(errno);
+    close_to_others(fd);
+    for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
+        int sub = openat(fd, tops[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub != -1) {
+            close_to_others(sub);
+            close(sub);
+        }
+    }
+    close(fd);
+    return STORE_OK;
+}
+
 enum store_err blobstore_open(struct blobstore **out, const char *root)
 {
     enum store_err rc = STORE_EIO;
@@ -68,7 +97,7 @@ enum store_err blobstore_open(struct blobstore **out, const char *root)
     if (bs == NULL)
         return STORE_ENOMEM;
     bs->root_fd = bs->alg_fd[0] = bs->alg_fd[1] = bs->uploads_fd = -1;
-    if (mkdir(root, 0755) != 0 && errno != EEXIST)
+    if (blobstore_root_prepare(root) != STORE_OK)
         goto fail;
     bs->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (bs->root_fd == -1)
@@ -180,7 +209,7 @@ enum store_err upload_open(struct blobstore *bs, const char *id, enum digest_alg
     if (u->hash == NULL || u->mark_hash == NULL)
         goto fail;
     int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
-    u->fd = openat(bs->uploads_fd, id, flags, 0644);
+    u->fd = openat(bs->uploads_fd, id, flags, STORE_FILE_MODE);
     if (u->fd == -1) {
         rc = store_err_from_errno(errno);
         goto fail;
@@ -304,7 +333,7 @@ enum store_err upload_install(struct upload *u, const struct digest *d)
     blob_names(d, prefix);
     int alg_fd = u->bs->alg_fd[d->alg];
     enum store_err rc;
-    bool made_dir = mkdirat(alg_fd, prefix, 0755) == 0;
+    bool made_dir = mkdirat(alg_fd, prefix, STORE_DIR_MODE) == 0;
     if (!made_dir && errno != EEXIST)
         return store_err_from_errno(errno);
     if (made_dir) {
@@ -528,7 +557,7 @@ enum store_err blobstore_blob_copy_to(struct blobstore *bs, const struct digest 
     char prefix[3];
     blob_names(d, prefix);
     int dalg = dst->alg_fd[d->alg];
-    if (mkdirat(dalg, prefix, 0755) != 0 && errno != EEXIST)
+    if (mkdirat(dalg, prefix, STORE_DIR_MODE) != 0 && errno != EEXIST)
         return store_err_from_errno(errno);
     int sdir = openat(bs->alg_fd[d->alg], prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int ddir = openat(dalg, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -541,7 +570,8 @@ enum store_err blobstore_blob_copy_to(struct blobstore *bs, const struct digest 
     if (linkat(sdir, digest_hex(d), ddir, digest_hex(d), 0) == 0 || errno == EEXIST)
         goto out;
     int in = openat(sdir, digest_hex(d), O_RDONLY | O_CLOEXEC);
-    int outfd = in != -1 ? openat(ddir, digest_hex(d), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)
+    int outfd = in != -1 ? openat(ddir, digest_hex(d), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                                  STORE_FILE_MODE)
                          : -1;
     if (in == -1 || outfd == -1) {
         rc = store_err_from_errno(errno);

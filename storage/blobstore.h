@@ -17,7 +17,24 @@
 
 struct blobstore;
 
-/* Creates the directories under root when missing. OWNED: close with blobstore_close. */
+/*
+ * Modes of what the store creates, whatever the umask: images may be private, so nothing
+ * for "other" and nothing group-writable. The index under ROOT/index is 0700/0600.
+ */
+#define STORE_DIR_MODE 0750
+#define STORE_FILE_MODE 0640
+
+/*
+ * Creates root (STORE_DIR_MODE) when missing, and takes group write and every permission
+ * of "other" off root and its top-level directories blobs/, uploads/ and index/, so a root
+ * an older version made under umask 022 (0644 blob files) is closed at the top. That part
+ * is best effort: a directory owned by another user, or a shared one (sticky, like /tmp),
+ * is left as it is. blobstore_open calls it; so does whatever opens only the index.
+ */
+enum store_err blobstore_root_prepare(const char *root);
+
+/* Creates the directories under root when missing (blobstore_root_prepare first).
+ * OWNED: close with blobstore_close. */
 enum store_err blobstore_open(struct blobstore **out, const char *root);
 void blobstore_close(struct blobstore *bs); /* NULL is a no-op */
 

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -2519,9 +2521,22 @@ enum store_err index_policy_get(struct index *idx, const char *repo, char **json
 
 enum store_err index_copy(struct index *idx, const char *dir)
 {
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return STORE_EINVAL;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return store_err_from_errno(errno);
-    return map_mdb(mdb_env_copy2(idx->env, dir, MDB_CP_COMPACT));
+    /* our own file, not mdb_env_copy2's: that one is created 0666 minus the umask */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd == -1)
+        return store_err_from_errno(errno);
+    enum store_err rc = map_mdb(mdb_env_copyfd2(idx->env, fd, MDB_CP_COMPACT));
+    if (rc == STORE_OK && fsync(fd) != 0)
+        rc = store_err_from_errno(errno);
+    if (close(fd) != 0 && rc == STORE_OK)
+        rc = store_err_from_errno(errno);
+    return rc;
 }
 
 enum store_err index_probe_write(struct index *idx)

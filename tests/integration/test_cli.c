@@ -1,10 +1,16 @@
 /*
  * The admin command line against a running server: durations read the same by every flag,
- * and `repo` refusing flag combinations before writing anything.
+ * `repo` refusing flag combinations before writing anything, and the modes of everything
+ * ocireg creates (storage root, blobs, uploads, quarantine, index, backups, exports, the
+ * access log) under a permissive umask, for new roots and for roots an older version made.
  */
+#define _XOPEN_SOURCE 700
+#include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -135,11 +141,117 @@ static void test_repo_flags(void)
               ==, 0);
 }
 
+/* ---- file modes ---- */
+
+static int bad_modes;
+
+/* Nothing for "other"; nothing group-writable. */
+static int check_mode(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)flag;
+    (void)f;
+    if ((st->st_mode & 0027) != 0 && !S_ISLNK(st->st_mode)) {
+        fprintf(stderr, "mode %04o: %s\n", (unsigned)(st->st_mode & 07777), path);
+        bad_modes++;
+    }
+    return 0;
+}
+
+static void check_tree(const char *path)
+{
+    bad_modes = 0;
+    CHECK_INT(nftw(path, check_mode, 16, FTW_PHYS), ==, 0);
+    CHECK_INT(bad_modes, ==, 0);
+}
+
+/* Pushes, leaves an upload open, quarantines a corrupted blob, backs up and exports; then
+ * checks the modes of all that. */
+static void exercise_and_check(void)
+{
+    char out[8192], path[512];
+    image("cli/modes", "v1", "{\"modes\":1}", "modes layer");
+    image("cli/modes", "v2", "{\"modes\":2}", "layer that will rot");
+    struct resp *r = http(&S, "POST", "/v2/cli/modes/blobs/uploads/", NULL, "", 0);
+    EXPECT(r, 202, NULL);
+    char loc[512];
+    resp_hdr(r, "Location", loc, sizeof(loc));
+    resp_free(r);
+    r = http(&S, "PATCH", loc, NULL, "partial", 7);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    char d[80];
+    sha256_str("layer that will rot", 19, d);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", S.root, d + 7, d + 7);
+    int fd = open(path, O_WRONLY);
+    CHECK(fd != -1 && pwrite(fd, "R", 1, 0) == 1);
+    close(fd);
+    CHECK_INT(cli(out, sizeof(out), (const char *[]){"fsck", "--repair", NULL}), ==, 1);
+    CHECK_INT(count_files(S.root, "quarantine"), ==, 1);
+    CHECK_INT(cli(out, sizeof(out), (const char *[]){"gc", "--grace", "0", NULL}), ==, 0);
+    char backup[256], archive[256];
+    snprintf(backup, sizeof(backup), "%s/backup", S.dir);
+    snprintf(archive, sizeof(archive), "%s/export.tar.zst", S.dir);
+    CHECK_INT(cli(out, sizeof(out), (const char *[]){"backup", backup, NULL}), ==, 0);
+    CHECK_INT(cli(out, sizeof(out), (const char *[]){"export", "cli/modes:v1", "-o", archive,
+                                                     NULL}),
+              ==, 0);
+    CHECK_INT(count_files(S.root, "uploads"), ==, 1);
+    check_tree(S.root);
+    check_tree(backup);
+    check_tree(archive);
+    snprintf(path, sizeof(path), "%s/access.log", S.dir);
+    check_tree(path);
+}
+
+static void test_modes(mode_t mask)
+{
+    char log[256];
+    umask(mask);
+    srv_start(&S, NULL);
+    snprintf(log, sizeof(log), "%s/access.log", S.dir);
+    srv_stop(&S);
+    srv_restart(&S, (const char *[]){"--access-log", log, NULL});
+    exercise_and_check();
+    /* a root an older ocireg made under umask 022: the top levels are closed at open */
+    srv_stop(&S);
+    static const char *const tops[] = {"", "/blobs", "/uploads", "/index"};
+    char path[512];
+    for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", S.root, tops[i]);
+        CHECK(chmod(path, 0755) == 0);
+    }
+    srv_restart(&S, NULL);
+    struct stat st;
+    for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", S.root, tops[i]);
+        CHECK(stat(path, &st) == 0);
+        if ((st.st_mode & 0027) != 0) {
+            fprintf(stderr, "still %04o after a restart: %s\n", (unsigned)(st.st_mode & 07777),
+                    path);
+            abort();
+        }
+    }
+    srv_cleanup(&S);
+    umask(022);
+}
+
+static void test_modes_umask_022(void)
+{
+    test_modes(022);
+}
+
+static void test_modes_umask_000(void)
+{
+    test_modes(0);
+}
+
 int main(void)
 {
     srv_start(&S, NULL);
     RUN(test_durations);
     RUN(test_repo_flags);
     srv_cleanup(&S);
+    RUN(test_modes_umask_022);
+    RUN(test_modes_umask_000);
     return 0;
 }
