@@ -34,8 +34,8 @@ static void *gc_loop(void *arg)
             break;
         pthread_mutex_unlock(&g->mu);
         struct gc_options opt = {.delete_untagged = g->srv->cfg.gc_delete_untagged,
-                                 .grace = 3600,
-                                 .upload_max_age = 86400,
+                                 .grace = g->srv->cfg.gc_grace,
+                                 .upload_max_age = g->srv->cfg.gc_upload_max_age,
                                  .now = (uint64_t)time(NULL)};
         struct gc_report r;
         struct timespec t0, t1;

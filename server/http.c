@@ -41,6 +41,8 @@ void server_config_defaults(struct server_config *cfg)
     cfg->refresh_ttl = 30 * 24 * 3600;
     cfg->login_failures = 10;
     cfg->metrics_max_repos = 10000;
+    cfg->gc_grace = 3600;
+    cfg->gc_upload_max_age = 86400;
 }
 
 /* ---- request helpers ---- */

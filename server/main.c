@@ -85,6 +85,11 @@ static const char usage_serve[] =
     "  --gc-interval DURATION   run the garbage collector this often (e.g. 6h; default 0:\n"
     "                           never; 'ocireg gc' runs it by hand, online)\n"
     "  --gc-delete-untagged     scheduled collections also remove untagged manifests\n"
+    "  --gc-grace DURATION      scheduled collections leave links and manifests younger than\n"
+    "                           this (default 1h; keep it above the longest push)\n"
+    "  --gc-upload-max-age DURATION\n"
+    "                           scheduled collections remove upload sessions idle this long\n"
+    "                           (default 24h)\n"
     "  --access-log FILE        one JSON line per request to FILE ('-': standard error)\n"
     "  --config FILE            read flags from FILE: lines 'name = value' (or 'name' for a\n"
     "                           switch), '#' comments\n"
@@ -144,6 +149,8 @@ enum {
     OPT_METRICS_MAX_REPOS,
     OPT_GC_INTERVAL,
     OPT_GC_DELETE_UNTAGGED,
+    OPT_GC_GRACE,
+    OPT_GC_UPLOAD_MAX_AGE,
     OPT_CONFIG,
     OPT_CHECK_CONFIG,
     OPT_ACCESS_LOG,
@@ -178,6 +185,8 @@ static const struct option serve_opts[] = {
     {"metrics-max-repos", required_argument, NULL, OPT_METRICS_MAX_REPOS},
     {"gc-interval", required_argument, NULL, OPT_GC_INTERVAL},
     {"gc-delete-untagged", no_argument, NULL, OPT_GC_DELETE_UNTAGGED},
+    {"gc-grace", required_argument, NULL, OPT_GC_GRACE},
+    {"gc-upload-max-age", required_argument, NULL, OPT_GC_UPLOAD_MAX_AGE},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
@@ -314,6 +323,15 @@ static int serve_main(int argc, char **argv)
             break;
         case OPT_GC_DELETE_UNTAGGED:
             cfg.gc_delete_untagged = true;
+            break;
+        case OPT_GC_GRACE:
+            if (!cli_parse_duration(optarg, &cfg.gc_grace))
+                return bad_usage(usage_serve, "--gc-grace: expected a duration like 1h", optarg);
+            break;
+        case OPT_GC_UPLOAD_MAX_AGE:
+            if (!cli_parse_duration(optarg, &cfg.gc_upload_max_age))
+                return bad_usage(usage_serve, "--gc-upload-max-age: expected a duration like 24h",
+                                 optarg);
             break;
         case OPT_CONFIG:
             break; /* read before the other flags (see expand_args) */

@@ -36,6 +36,8 @@ struct server_config {
     bool metrics_public;         /* /metrics without credentials even when auth is on */
     unsigned metrics_max_repos;  /* per-repository series in /metrics at most */
     unsigned gc_interval;        /* seconds between scheduled collections; 0 = none */
+    uint64_t gc_grace;           /* their --grace, seconds (default 1 h) */
+    uint64_t gc_upload_max_age;  /* their --upload-max-age, seconds (default 24 h) */
     const char *access_log;      /* NULL: none; "-": standard error; else a file (appended) */
     bool gc_delete_untagged;
 };

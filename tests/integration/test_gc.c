@@ -574,12 +574,34 @@ static void test_fsck(void)
     CHECK_INT(count_files(S.root, "quarantine"), ==, 1);
 }
 
+/*
+ * serve --gc-interval with the collector's own settings, from each source a serve flag can
+ * come from: --gc-grace from the environment, --gc-upload-max-age from the config file. A
+ * blob just pushed and linked by no manifest, and an upload session just started, are what
+ * the default grace (1 h) and maximum upload age (24 h) would keep.
+ */
 static void test_scheduled(void)
 {
-    char aport[256];
+    char aport[256], conf[256], d[80], loc[512];
     snprintf(aport, sizeof(aport), "%s/aport", S.dir);
+    snprintf(conf, sizeof(conf), "%s/ocireg.conf", S.dir);
+    write_file(conf, "gc-upload-max-age = 0s\n");
+    push_blob_data(&S, "gc/sched", "linked by no manifest", 21, d);
+    struct resp *up = http(&S, "POST", "/v2/gc/sched/blobs/uploads/", NULL, "", 0);
+    EXPECT(up, 202, NULL);
+    resp_hdr(up, "Location", loc, sizeof(loc));
+    resp_free(up);
+    up = http(&S, "PATCH", loc, NULL, "partial", 7);
+    EXPECT(up, 202, NULL);
+    resp_free(up);
+    char bp[256];
+    snprintf(bp, sizeof(bp), "/v2/gc/sched/blobs/%s", d);
+    CHECK_INT(status_of("GET", bp), ==, 200);
     srv_stop(&S);
-    srv_restart(&S, (const char *[]){"--gc-interval", "1s", "--admin-port-file", aport, NULL});
+    CHECK(setenv("OCIREG_GC_GRACE", "0s", 1) == 0);
+    srv_restart(&S, (const char *[]){"--gc-interval", "1s", "--admin-port-file", aport,
+                                     "--config", conf, NULL});
+    CHECK(unsetenv("OCIREG_GC_GRACE") == 0);
     FILE *f = fopen(aport, "r");
     unsigned port = 0;
     CHECK(f != NULL && fscanf(f, "%u", &port) == 1);
@@ -598,8 +620,13 @@ static void test_scheduled(void)
             break;
         usleep(20000);
     }
-    /* what the tags reference is still all there */
+    /* what the tags reference is still all there; the young link and session are not */
     CHECK_INT(status_of("GET", "/v2/gc/other/manifests/keep"), ==, 200);
+    CHECK_INT(status_of("GET", bp), ==, 404);
+    CHECK_INT(count_files(S.root, "uploads"), ==, 0);
+    up = http(&S, "GET", loc, NULL, NULL, 0);
+    EXPECT(up, 404, "BLOB_UPLOAD_UNKNOWN");
+    resp_free(up);
 }
 
 int main(void)
