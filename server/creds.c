@@ -1,8 +1,9 @@
 /*
  * Credentials: Basic name:password (a password or a login password) checked against the
- * users table, a short-lived cache of successes so Argon2id runs once per client, and a
- * bound on failed attempts per client address, so a few bad logins a second cannot keep the
- * Argon2id slots busy for everyone else.
+ * users table, a short-lived cache of the answers so Argon2id runs once per client and
+ * credential (a client retrying a wrong password, or sending it on several connections at
+ * once, costs one check), and a bound on failed checks per client address, so a few bad
+ * logins a second cannot keep the Argon2id slots busy for everyone else.
  */
 #include <math.h>
 #include <netinet/in.h>
@@ -18,14 +19,18 @@
 #include "server/http.h"
 #include "server/log.h"
 
-/* Verified Basic credentials are remembered this long, so Argon2id runs once per client. */
+/* Checked credentials (good or bad) are remembered this long. */
 #define CRED_TTL 60
 #define CRED_SLOTS 256
 /* Client addresses whose failures are remembered; the quietest is forgotten first. */
 #define LIMIT_SLOTS 1024
 
+/* A checked credential, and the state of the user it was checked against: the answer holds
+ * only while that state does (a new account, a new password, a user added since). */
 struct cred_slot {
     unsigned char key[crypto_generichash_BYTES]; /* keyed hash of name \0 password */
+    bool ok;
+    bool exists;
     uint64_t account;
     uint32_t generation;
     time_t expires;
@@ -225,6 +230,21 @@ static bool login_password_ok(struct server *srv, const char *name, const char *
     return ok;
 }
 
+/* Remembers the answer for key, against the user's state now (u, or none when !exists). */
+static void remember(struct cred_cache *c, const unsigned char *key, bool ok, bool exists,
+                     const struct auth_user *u, time_t now)
+{
+    pthread_mutex_lock(&c->mu);
+    struct cred_slot *s = &c->slots[c->next++ % CRED_SLOTS];
+    memcpy(s->key, key, sizeof(s->key));
+    s->ok = ok;
+    s->exists = exists;
+    s->generation = exists ? u->generation : 0;
+    s->account = exists ? u->account : 0;
+    s->expires = now + CRED_TTL;
+    pthread_mutex_unlock(&c->mu);
+}
+
 enum cred_result creds_check(struct server *srv, struct MHD_Connection *conn, const char *name,
                              const char *password, struct auth_user *out, unsigned *retry_after)
 {
@@ -233,7 +253,8 @@ enum cred_result creds_check(struct server *srv, struct MHD_Connection *conn, co
     cred_key(c, name, password, key);
     time_t now = time(NULL);
     bool hit = false;
-    struct cred_slot found = {{0}, 0, 0, 0};
+    struct cred_slot found;
+    memset(&found, 0, sizeof(found));
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < CRED_SLOTS && !hit; i++) {
         struct cred_slot *s = &c->slots[i];
@@ -243,11 +264,14 @@ enum cred_result creds_check(struct server *srv, struct MHD_Connection *conn, co
         }
     }
     pthread_mutex_unlock(&c->mu);
-    /* a deleted user, a new account of the name or a changed password ends the cached
-     * session at once; the new account's own password is checked afresh below */
+    /* a deleted user, a new account of the name or a changed password ends the remembered
+     * answer at once; the credential is then checked afresh below */
     struct auth_user u;
-    if (hit && auth_user_get(srv->idx, name, &u) == AUTH_OK && u.account == found.account &&
-        u.generation == found.generation) {
+    bool exists = auth_user_get(srv->idx, name, &u) == AUTH_OK;
+    if (hit && found.exists == exists &&
+        (!exists || (u.account == found.account && u.generation == found.generation))) {
+        if (!found.ok)
+            return CRED_DENIED; /* the same wrong credential again: no check, no count */
         *out = u;
         return CRED_OK;
     }
@@ -261,15 +285,13 @@ enum cred_result creds_check(struct server *srv, struct MHD_Connection *conn, co
     bool ok = login_password_ok(srv, name, password, &u) ||
               auth_password_check(srv->idx, name, password, &u) == AUTH_OK;
     limit_give(c, client, !ok);
-    if (!ok)
-        return CRED_DENIED;
-    pthread_mutex_lock(&c->mu);
-    struct cred_slot *s = &c->slots[c->next++ % CRED_SLOTS];
-    memcpy(s->key, key, sizeof(key));
-    s->generation = u.generation;
-    s->account = u.account;
-    s->expires = now + CRED_TTL;
-    pthread_mutex_unlock(&c->mu);
-    *out = u;
-    return CRED_OK;
+    if (ok) {
+        remember(c, key, true, true, &u, now);
+        *out = u;
+        return CRED_OK;
+    }
+    /* the state the wrong answer was given against */
+    exists = auth_user_get(srv->idx, name, &u) == AUTH_OK;
+    remember(c, key, false, exists, &u, now);
+    return CRED_DENIED;
 }
