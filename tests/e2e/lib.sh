@@ -8,7 +8,8 @@
 #     finish                               # stops the server, checks it exited 0
 #
 # Clients with helpers here: skopeo (sk), podman (podman_init, pm), buildah (buildah_init, bh)
-# and docker (docker_init starts a private containerd + dockerd; dk).
+# docker (docker_init starts a private containerd + dockerd; dk) and containerd's ctr
+# (containerd_init starts a private containerd; ct).
 #
 # Everything lives under a fresh `mktemp -d` directory ($E2E_DIR); an EXIT trap stops the
 # server (SIGTERM, then SIGKILL after a deadline) and removes that directory, whether the
@@ -618,14 +619,81 @@ bh() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# docker: a containerd and a dockerd of the test's own (call docker_init after start_server).
-# Both keep all their state under $E2E_DIR/docker and $E2E_RUNBASE/dk (vfs storage driver, no
-# bridge, no iptables, no systemd); the EXIT trap stops them. The docker CLI talks to that daemon
-# only (DOCKER_HOST) and keeps its configuration in a directory of the test's own
+# containerd: a daemon of the test's own (containerd_init), for dockerd and for ctr. All its state
+# is under $E2E_DIR/containerd and $E2E_RUNBASE/ctrd (no CRI plugin, no systemd); the machine's
+# containerd (/run/containerd) is neither used nor touched. The EXIT trap stops it and unmounts
+# whatever it left mounted under the test's directories.
+
+CONTAINERD_PID=
+CONTAINERD_SOCK=
+
+# containerd_init: starts the test's containerd (else SKIP, with the reason); sets CONTAINERD_SOCK.
+containerd_init() {
+    local d r deadline
+    [ -z "$CONTAINERD_PID" ] || return 0
+    e2e_need containerd
+    [ "$(id -u)" = 0 ] || skip "containerd needs root here (no rootless set-up)"
+    e2e_runbase
+    d=$E2E_DIR/containerd r=$E2E_RUNBASE/ctrd
+    mkdir -p "$d/root" "$d/opt" "$r"
+    CONTAINERD_SOCK=$r/containerd.sock
+    cat >"$d/containerd.toml" <<CONF
+version = 2
+root = "$d/root"
+state = "$r/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$CONTAINERD_SOCK.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/opt"
+CONF
+    containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
+    CONTAINERD_PID=$!
+    on_exit containerd_stop
+    show_on_failure "$d/containerd.log" "containerd log" 'level=info'
+    deadline=$((SECONDS + 30))
+    until [ -S "$CONTAINERD_SOCK" ]; do
+        if ! kill -0 "$CONTAINERD_PID" 2>/dev/null; then
+            tail -n 20 "$d/containerd.log" >&2
+            skip "containerd cannot run here: $(docker_log_error "$d/containerd.log")"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "containerd did not create its socket within 30s"
+        sleep 0.05
+    done
+    log "containerd (pid $CONTAINERD_PID) ready: $(containerd --version)"
+}
+
+# Stops containerd (SIGTERM, SIGKILL after a deadline), and unmounts whatever it (or dockerd, or
+# ctr) left mounted under the test's directories.
+containerd_stop() {
+    local m
+    e2e_stop_pid "$CONTAINERD_PID" containerd 20
+    CONTAINERD_PID=
+    for m in $(findmnt -rn -o TARGET | grep -F -e "$E2E_DIR/" -e "$E2E_RUNBASE/" | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+
+# ct ARGS...: ctr against the test's containerd, in the namespace "e2e", with the native
+# snapshotter (plain directories: unpacking works on any filesystem, without overlayfs).
+ct() {
+    log "+ ctr $*"
+    CONTAINERD_SNAPSHOTTER=native timeout -k 5 "$E2E_CMD_TIMEOUT" ctr --address "$CONTAINERD_SOCK" \
+        --namespace e2e "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# docker: a dockerd of the test's own on the test's containerd (call docker_init after
+# start_server). It keeps all its state under $E2E_DIR/docker and $E2E_RUNBASE/dk (vfs storage
+# driver, no bridge, no iptables, no systemd); the EXIT trap stops it. The docker CLI talks to that
+# daemon only (DOCKER_HOST) and keeps its configuration in a directory of the test's own
 # (DOCKER_CONFIG, with the experimental CLI commands enabled for `docker manifest`).
 
 DOCKERD_PID=
-CONTAINERD_PID=
 DOCKER_CLI=
 E2E_RUN_DOCKER_NEW=0 # dockerd creates /run/docker/plugins (a fixed path): remove it if it was new
 
@@ -639,46 +707,19 @@ docker_init() {
     # The client of the same package as the daemon (another docker may come first in PATH).
     DOCKER_CLI=$(dirname "$(command -v dockerd)")/docker
     [ -x "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker) || skip "no docker client"
-    e2e_runbase
+    # dockerd would start a containerd itself, but would use the machine's instead when
+    # /run/containerd/containerd.sock exists; this one is ours in every case.
+    containerd_init
     d=$E2E_DIR/docker r=$E2E_RUNBASE/dk
-    mkdir -p "$d/config" "$d/containerd/root" "$d/containerd/opt" "$r/containerd"
+    mkdir -p "$d/config" "$r"
     export DOCKER_HOST="unix://$r/docker.sock" DOCKER_CONFIG="$d/config"
     printf '{"auths":{},"experimental":"enabled"}\n' >"$DOCKER_CONFIG/config.json"
-
-    # containerd: dockerd would start one itself, but would use the machine's instead when
-    # /run/containerd/containerd.sock exists; this one is ours in every case.
-    cat >"$d/containerd.toml" <<CONF
-version = 2
-root = "$d/containerd/root"
-state = "$r/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$r/containerd/containerd.sock"
-[ttrpc]
-  address = "$r/containerd/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/containerd/opt"
-CONF
-    containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
-    CONTAINERD_PID=$!
-    on_exit docker_stop
-    show_on_failure "$d/containerd.log" "containerd log" 'level=info'
-    deadline=$((SECONDS + 30))
-    until [ -S "$r/containerd/containerd.sock" ]; do
-        if ! kill -0 "$CONTAINERD_PID" 2>/dev/null; then
-            tail -n 20 "$d/containerd.log" >&2
-            skip "containerd cannot run here: $(docker_log_error "$d/containerd.log")"
-        fi
-        [ "$SECONDS" -lt "$deadline" ] || fail "containerd did not create its socket within 30s"
-        sleep 0.05
-    done
 
     [ -e /run/docker ] || E2E_RUN_DOCKER_NEW=1
     # (deprecated-key-path: else dockerd 20.10 writes its identity key to /etc/docker/key.json)
     printf '{"deprecated-key-path":"%s"}\n' "$d/key.json" >"$d/daemon.json"
-    dockerd --config-file "$d/daemon.json" --containerd "$r/containerd/containerd.sock" \
+    on_exit docker_stop
+    dockerd --config-file "$d/daemon.json" --containerd "$CONTAINERD_SOCK" \
         --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none --ip-forward=false \
         --insecure-registry "$REG" --data-root "$d/data" --exec-root "$r/exec" \
         --pidfile "$r/docker.pid" -H "$DOCKER_HOST" </dev/null >"$d/dockerd.log" 2>&1 &
@@ -699,17 +740,11 @@ CONF
 # docker_log_error LOG: the first error of a containerd/dockerd log (else its last line).
 docker_log_error() { grep -m1 -iE 'level=(fatal|error)' "$1" || tail -n 1 "$1"; }
 
-# Stops dockerd, then containerd (SIGTERM, SIGKILL after a deadline), and unmounts whatever
-# they left mounted under the test's directories.
+# Stops dockerd (SIGTERM, SIGKILL after a deadline); containerd_stop, run after it, unmounts what
+# it left mounted.
 docker_stop() {
-    local m
     e2e_stop_pid "$DOCKERD_PID" dockerd 30
     DOCKERD_PID=
-    e2e_stop_pid "$CONTAINERD_PID" containerd 20
-    CONTAINERD_PID=
-    for m in $(findmnt -rn -o TARGET | grep -F -e "$E2E_DIR/" -e "$E2E_RUNBASE/" | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
     if [ "$E2E_RUN_DOCKER_NEW" = 1 ]; then
         rmdir /run/docker/plugins /run/docker 2>/dev/null || true
     fi
