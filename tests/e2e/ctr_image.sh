@@ -17,12 +17,14 @@ SEED="$E2E_DIR/seed"
 layout_init "$SEED"
 make_image "$SEED" seed amd64 v1
 SEED_MANIFEST=$IMG_MANIFEST
+# shellcheck disable=SC2086 # IMG_LAYERS: two digests
 SEED_BLOBS=$(printf '%s\n' "$IMG_MANIFEST" "$IMG_CONFIG" $IMG_LAYERS | sort | xargs)
 
 APP="$E2E_DIR/app"
 layout_init "$APP"
 make_image "$APP" app amd64 v2
 APP_MANIFEST=$IMG_MANIFEST APP_CONFIG=$IMG_CONFIG APP_LAYERS=$IMG_LAYERS
+# shellcheck disable=SC2086 # IMG_LAYERS: two digests
 APP_BLOBS=$(printf '%s\n' "$IMG_MANIFEST" "$IMG_CONFIG" $IMG_LAYERS | sort | xargs)
 # an OCI archive for `ctr images import`: the layout as a tar
 tar -C "$APP" -cf "$E2E_DIR/app.tar" oci-layout index.json blobs
