@@ -54,6 +54,7 @@ enum api_err api_err_from_store(enum store_err e)
     case STORE_EMAPFULL:
         return API_INSUFFICIENT_STORAGE;
     case STORE_EBUSY:
+    case STORE_EMFILE: /* out of descriptors: passes once connections close */
         return API_UNAVAILABLE;
     default:
         return API_UNKNOWN;

@@ -15,9 +15,11 @@
 #define INDEX_JSON_MAX (16u << 20)
 
 
+/* A verified blob: its data file stays under uploads/, its handle is closed (no descriptor
+ * is held per blob, so an import of any size works under the usual open-file limit). */
 struct staged {
     struct digest d;
-    struct upload *u; /* OWNED */
+    char id[UPLOAD_ID_LEN + 1];
     uint64_t size;
 };
 
@@ -165,11 +167,14 @@ static void entry_end(struct importer *im, struct tar_reader *t)
             }
         }
         if (t->rc == STORE_OK) {
-            im->s[im->n++] = (struct staged){t->d, t->up, upload_offset(t->up)};
+            struct staged *s = &im->s[im->n++];
+            s->d = t->d;
+            memcpy(s->id, upload_id(t->up), sizeof(s->id));
+            s->size = upload_offset(t->up);
         } else {
             (void)upload_remove(im->bs, upload_id(t->up));
-            upload_close(t->up);
         }
+        upload_close(t->up);
         t->up = NULL;
     } else if (t->want_index) {
         im->index_json[im->index_len] = '\0';
@@ -257,7 +262,7 @@ struct install_arg {
 static enum store_err install(void *arg)
 {
     struct install_arg *ia = arg;
-    return upload_install(ia->s->u, &ia->s->d);
+    return blobstore_upload_install(ia->bs, ia->s->id, &ia->s->d);
 }
 
 static enum store_err uninstall(void *arg)
@@ -281,7 +286,7 @@ static enum store_err store_manifest(struct importer *im, const char *repo, cons
         free(bytes);
         return archive_fail(im->err, im->errcap, STORE_ETOOBIG, "manifest too large");
     }
-    enum store_err rc = upload_read(s->u, bytes, s->size);
+    enum store_err rc = blobstore_upload_read(im->bs, s->id, bytes, s->size);
     struct manifest_info info;
     const char *why = NULL;
     if (rc == STORE_OK)
@@ -461,10 +466,8 @@ out:
         (void)upload_remove(bs, upload_id(t.up));
         upload_close(t.up);
     }
-    for (size_t k = 0; k < im.n; k++) {
-        (void)upload_remove(bs, upload_id(im.s[k].u));
-        upload_close(im.s[k].u);
-    }
+    for (size_t k = 0; k < im.n; k++)
+        (void)upload_remove(bs, im.s[k].id);
     free(im.s);
     free(im.index_json);
     free(plan);

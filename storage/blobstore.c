@@ -327,11 +327,12 @@ enum store_err upload_verify(struct upload *u, const struct digest *expected)
     return fsync_fd(u->fd);
 }
 
-enum store_err upload_install(struct upload *u, const struct digest *d)
+/* Links uploads/<id> into blobs/ under d and fsyncs the directory (see upload_install). */
+static enum store_err install_file(struct blobstore *bs, const char *id, const struct digest *d)
 {
     char prefix[3];
     blob_names(d, prefix);
-    int alg_fd = u->bs->alg_fd[d->alg];
+    int alg_fd = bs->alg_fd[d->alg];
     enum store_err rc;
     bool made_dir = mkdirat(alg_fd, prefix, STORE_DIR_MODE) == 0;
     if (!made_dir && errno != EEXIST)
@@ -345,13 +346,50 @@ enum store_err upload_install(struct upload *u, const struct digest *d)
     if (dfd == -1)
         return store_err_from_errno(errno);
     /* link, not rename: an existing blob of this digest is complete and stays untouched */
-    if (linkat(u->bs->uploads_fd, u->id, dfd, digest_hex(d), 0) != 0 && errno != EEXIST) {
+    if (linkat(bs->uploads_fd, id, dfd, digest_hex(d), 0) != 0 && errno != EEXIST) {
         rc = store_err_from_errno(errno);
         close(dfd);
         return rc;
     }
     rc = fsync_fd(dfd);
     close(dfd);
+    return rc;
+}
+
+enum store_err upload_install(struct upload *u, const struct digest *d)
+{
+    return install_file(u->bs, u->id, d);
+}
+
+enum store_err blobstore_upload_install(struct blobstore *bs, const char *id,
+                                        const struct digest *d)
+{
+    if (!upload_id_valid(id, strlen(id)))
+        return STORE_EINVAL;
+    return install_file(bs, id, d);
+}
+
+enum store_err blobstore_upload_read(struct blobstore *bs, const char *id, void *buf, size_t len)
+{
+    if (!upload_id_valid(id, strlen(id)))
+        return STORE_EINVAL;
+    int fd = openat(bs->uploads_fd, id, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return store_err_from_errno(errno);
+    enum store_err rc = STORE_OK;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = pread(fd, (char *)buf + off, len - off, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            /* a data file shorter than what was staged: changed behind our back */
+            rc = n == 0 ? STORE_EIO : store_err_from_errno(errno);
+            break;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
     return rc;
 }
 

@@ -94,6 +94,17 @@ enum store_err upload_verify(struct upload *u, const struct digest *expected);
  */
 enum store_err upload_install(struct upload *u, const struct digest *d);
 
+/*
+ * upload_install for a session whose handle is closed: links the data file of upload `id`
+ * (verified and fsync'd by upload_verify earlier) into blobs/ under d. Lets a caller that
+ * stages many blobs keep no descriptor open per blob.
+ */
+enum store_err blobstore_upload_install(struct blobstore *bs, const char *id,
+                                        const struct digest *d);
+
+/* Reads the first len bytes of the data file of upload `id` (opened and closed here). */
+enum store_err blobstore_upload_read(struct blobstore *bs, const char *id, void *buf, size_t len);
+
 /* upload_verify, upload_install, then removes the data file. */
 enum store_err upload_commit(struct upload *u, const struct digest *expected);
 

@@ -20,6 +20,8 @@ enum store_err store_err_from_errno(int e)
         return STORE_ENOSPC;
     if (e == ENOMEM)
         return STORE_ENOMEM;
+    if (e == EMFILE || e == ENFILE)
+        return STORE_EMFILE;
     if (e == ENOENT)
         return STORE_ENOENT;
     return STORE_EIO;

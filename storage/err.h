@@ -20,6 +20,7 @@
     X(EQUOTA, "repository quota exceeded")                                                         \
     X(EVERSION, "index written by a newer ocireg")                                                 \
     X(ENOMEM, "out of memory")                                                                     \
+    X(EMFILE, "too many open files")                                                               \
     X(EIO, "input/output error")
 
 enum store_err {
@@ -31,7 +32,10 @@ enum store_err {
 /* Static string, never NULL. */
 const char *store_strerror(enum store_err err);
 
-/* Maps an errno from a failed I/O call to STORE_ENOSPC or STORE_EIO (errno preserved). */
+/*
+ * Maps an errno from a failed I/O call to STORE_ENOSPC, STORE_EMFILE (out of descriptors),
+ * STORE_ENOMEM, STORE_ENOENT or STORE_EIO (errno preserved).
+ */
 enum store_err store_err_from_errno(int e);
 
 #endif

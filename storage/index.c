@@ -226,6 +226,9 @@ static enum store_err map_mdb(int rc)
         return STORE_ENOMEM;
     case ENOSPC:
         return STORE_ENOSPC;
+    case EMFILE:
+    case ENFILE:
+        return STORE_EMFILE;
     default:
         if (rc > 0)
             errno = rc;

@@ -1,0 +1,118 @@
+#!/bin/bash
+# `ocireg import` against hostile and large archives, crafted here (python3's tarfile + zstd):
+#   fds     600 blobs imported, exported and imported again under `ulimit -n 128`; with too few
+#           descriptors to work at all, the error says so
+# Usage: archive_import.sh OCIREG CASE
+. "$(dirname "$0")/lib.sh" "$@"
+CASE=${2:?usage: $0 OCIREG fds}
+
+e2e_need python3 zstd curl jq prlimit
+
+admin() { "$OCIREG" "$@" --root "$E2E_DIR/root"; }
+mkdir -p "$E2E_DIR/root"
+
+# craft KIND OUT.tar: writes an OCI layout tar made by python (see the KIND cases below); OUT
+# "-" is standard output
+craft() {
+    python3 - "$@" <<'PY'
+import hashlib, io, json, os, random, sys, tarfile
+
+kind, out = sys.argv[1], sys.argv[2]
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+REF = "org.opencontainers.image.ref.name"
+if out == "-":
+    tar = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT)
+else:
+    tar = tarfile.open(out, "w", format=tarfile.PAX_FORMAT)
+entries = set()
+
+def add(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    if d not in entries:
+        entries.add(d)
+        ti = tarfile.TarInfo("blobs/sha256/" + d[7:])
+        ti.size = len(data)
+        tar.addfile(ti, io.BytesIO(data))
+    return d
+
+def desc(mt, data, d):
+    return {"mediaType": mt, "digest": d, "size": len(data)}
+
+def image(layers, name):
+    """an image manifest: its config and layers added first (children first)"""
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"n": name}},
+                      "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+         "config": desc("application/vnd.oci.image.config.v1+json", cfg, add(cfg)),
+         "layers": [desc("application/vnd.oci.image.layer.v1.tar", l, add(l)) for l in layers]}
+    data = json.dumps(m).encode()
+    return desc(OCI_MANIFEST, data, add(data))
+
+def finish(tops):
+    idx = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": tops}
+    for name, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                       ("index.json", json.dumps(idx).encode())):
+        ti = tarfile.TarInfo(name)
+        ti.size = len(data)
+        tar.addfile(ti, io.BytesIO(data))
+    tar.close()
+
+if kind == "many":
+    # 30 images of 19 layers and a config each: 600 blobs (and 30 manifests), in 3 repositories
+    rnd = random.Random(600)
+    tops = []
+    for i in range(30):
+        layers = [rnd.randbytes(64 + rnd.randrange(200)) for _ in range(19)]
+        top = image(layers, "img%d" % i)
+        top["annotations"] = {REF: "many/r%d:t%d" % (i % 3, i)}
+        tops.append(top)
+    finish(tops)
+else:
+    sys.exit("unknown kind " + kind)
+PY
+}
+
+case $CASE in
+fds)
+    craft many "$E2E_DIR/many.tar"
+    zstd -q --rm "$E2E_DIR/many.tar" -o "$E2E_DIR/many.tar.zst"
+    low() { prlimit --nofile=128 -- "$OCIREG" "$@"; }
+    low import "$E2E_DIR/many.tar.zst" --root "$E2E_DIR/root" >"$E2E_DIR/out" 2>&1 ||
+        fail "import of 600 blobs at ulimit -n 128: $(cat "$E2E_DIR/out")"
+    grep -q "imported 30 images (30 manifests," "$E2E_DIR/out" ||
+        fail "import: $(cat "$E2E_DIR/out")"
+    admin fsck >/dev/null || fail "fsck after import"
+    # the whole registry out and into a fresh root, at the same limit
+    low export -o "$E2E_DIR/all.tar.zst" --root "$E2E_DIR/root" >/dev/null
+    low import "$E2E_DIR/all.tar.zst" --root "$E2E_DIR/copy" >"$E2E_DIR/out" 2>&1 ||
+        fail "import of the export at ulimit -n 128: $(cat "$E2E_DIR/out")"
+    usage() { "$OCIREG" usage --json --root "$1" | jq -c '[.repositories[] | [.repository, .stored_bytes]]'; }
+    expect_eq "usage of the copy" "$(usage "$E2E_DIR/copy")" "$(usage "$E2E_DIR/root")"
+    # too few descriptors to work at all: said so, never "input/output error" (from 4, the
+    # least a process starts with, up to the first limit that works)
+    said=0
+    for n in $(seq 4 64); do
+        rm -rf "$E2E_DIR/tiny"
+        if prlimit --nofile="$n" -- "$OCIREG" import "$E2E_DIR/many.tar.zst" \
+            --root "$E2E_DIR/tiny" >/dev/null 2>"$E2E_DIR/err"; then
+            log "ulimit -n $n: imported"
+            break
+        fi
+        log "ulimit -n $n: $(cat "$E2E_DIR/err")"
+        if grep -qi "input/output error" "$E2E_DIR/err"; then
+            fail "ulimit -n $n: the error hides that descriptors ran out: $(cat "$E2E_DIR/err")"
+        fi
+        if grep -qi "too many open files" "$E2E_DIR/err"; then
+            said=$((said + 1))
+        fi
+        if [ -d "$E2E_DIR/tiny/uploads" ]; then
+            expect_eq "ulimit -n $n: upload files left" \
+                "$(find "$E2E_DIR/tiny/uploads" -type f | wc -l)" 0
+        fi
+    done
+    [ "$said" -gt 0 ] || fail "no failure at a low descriptor limit said 'too many open files'"
+    ;;
+*) fail "unknown case $CASE" ;;
+esac
+finish
