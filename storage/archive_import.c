@@ -1,8 +1,18 @@
-/* ocireg import: an OCI image layout tar, compressed with zstd, into the registry. */
+/*
+ * ocireg import: an OCI image layout tar, compressed with zstd, into the registry.
+ *
+ * Work is linear in the archive's distinct content: every digest the archive holds has one
+ * record in a hash map; a manifest is checked once (per media type it is
+ * referenced as) and stored once per repository, however many indexes list it.
+ *
+ * Staged blobs are upload data files whose handles are closed once their digest is verified:
+ * the number of open descriptors stays the same whatever the number of blobs.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -14,33 +24,117 @@
 
 #define INDEX_JSON_MAX (16u << 20)
 
+/* ---- one record per digest the archive holds ---- */
 
-/* A verified blob: its data file stays under uploads/, its handle is closed (no descriptor
- * is held per blob, so an import of any size works under the usual open-file limit). */
-struct staged {
+struct rec {
     struct digest d;
-    char id[UPLOAD_ID_LEN + 1];
-    uint64_t size;
+    uint64_t size;              /* bytes of its staged file */
+    char id[UPLOAD_ID_LEN + 1]; /* its staged data file ("" = not staged) */
+    bool counted;               /* in the stats */
+    uint8_t checked;            /* the media-type variants it was checked as (bits) */
+    uint8_t height;             /* nested indexes below it, once checked */
+    uint32_t stored_in;         /* the repository it was last stored in (1 + its number) */
 };
+
+struct recs {
+    struct rec *v; /* in order of first mention */
+    size_t n, cap;
+    uint32_t *slot; /* open addressing: 1 + index into v, 0 = free */
+    size_t nslots;  /* a power of two, at least twice n */
+    uint64_t key;   /* random per import: the names in an archive are chosen by its author */
+};
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static size_t rec_hash(const struct recs *r, const struct digest *d)
+{
+    uint64_t h = r->key;
+    size_t len = strlen(d->str);
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, d->str + i, len - i < 8 ? len - i : 8);
+        h = mix64(h ^ w);
+    }
+    return (size_t)h;
+}
+
+/* The record of d, or NULL. BORROWED: valid until the next rec_add. */
+static struct rec *rec_find(const struct recs *r, const struct digest *d)
+{
+    if (r->nslots == 0)
+        return NULL;
+    for (size_t i = rec_hash(r, d) & (r->nslots - 1);; i = (i + 1) & (r->nslots - 1)) {
+        uint32_t s = r->slot[i];
+        if (s == 0)
+            return NULL;
+        if (digest_equal(&r->v[s - 1].d, d))
+            return &r->v[s - 1];
+    }
+}
+
+static void rec_place(struct recs *r, size_t idx)
+{
+    size_t i = rec_hash(r, &r->v[idx].d) & (r->nslots - 1);
+    while (r->slot[i] != 0)
+        i = (i + 1) & (r->nslots - 1);
+    r->slot[i] = (uint32_t)(idx + 1);
+}
+
+/* The record of d, made when missing. BORROWED: valid until the next rec_add. */
+static enum store_err rec_add(struct recs *r, const struct digest *d, struct rec **out)
+{
+    struct rec *found = rec_find(r, d);
+    if (found != NULL) {
+        *out = found;
+        return STORE_OK;
+    }
+    if (r->n >= UINT32_MAX - 1)
+        return STORE_ETOOBIG;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        struct rec *v = realloc(r->v, cap * sizeof(*v));
+        if (v == NULL)
+            return STORE_ENOMEM;
+        r->v = v;
+        r->cap = cap;
+    }
+    if (2 * (r->n + 1) > r->nslots) {
+        size_t nslots = r->nslots ? r->nslots * 2 : 512;
+        uint32_t *slot = calloc(nslots, sizeof(*slot));
+        if (slot == NULL)
+            return STORE_ENOMEM;
+        free(r->slot);
+        r->slot = slot;
+        r->nslots = nslots;
+        for (size_t i = 0; i < r->n; i++)
+            rec_place(r, i);
+    }
+    struct rec *e = &r->v[r->n];
+    memset(e, 0, sizeof(*e));
+    e->d = *d;
+    rec_place(r, r->n++);
+    *out = e;
+    return STORE_OK;
+}
+
+/* ---- the importer ---- */
 
 struct importer {
     struct index *idx;
     struct blobstore *bs;
-    struct staged *s;
-    size_t n, cap;
+    struct recs recs;
     char *index_json;
     size_t index_len;
     char *err;
     size_t errcap;
 };
-
-static struct staged *find_staged(struct importer *im, const struct digest *d)
-{
-    for (size_t i = 0; i < im->n; i++)
-        if (digest_equal(&im->s[i].d, d))
-            return &im->s[i];
-    return NULL;
-}
 
 /* The tar reader: one entry at a time, its data handed over in pieces. */
 struct tar_reader {
@@ -66,6 +160,22 @@ static uint64_t parse_octal(const unsigned char *p, size_t n)
     for (size_t i = 0; i < n && p[i] >= '0' && p[i] <= '7'; i++)
         v = v * 8 + (uint64_t)(p[i] - '0');
     return v;
+}
+
+/* A blobs/<alg>/<hex> entry of t->left bytes: staged (its first entry only). */
+static void blob_begin(struct importer *im, struct tar_reader *t)
+{
+    struct rec *r;
+    t->rc = rec_add(&im->recs, &t->d, &r);
+    if (t->rc != STORE_OK || r->id[0] != '\0')
+        return; /* a duplicate entry: the first is kept */
+    char id[UPLOAD_ID_LEN + 1];
+    if (!upload_id_new(id)) {
+        t->rc = STORE_EIO;
+        return;
+    }
+    t->rc = upload_open(im->bs, id, t->d.alg, true, &t->up);
+    t->want_blob = t->rc == STORE_OK;
 }
 
 static void entry_begin(struct importer *im, struct tar_reader *t)
@@ -123,22 +233,14 @@ static void entry_begin(struct importer *im, struct tar_reader *t)
         t->rc = STORE_EINVAL;
         return;
     }
-    if (find_staged(im, &t->d) != NULL)
-        return; /* a duplicate entry: the first is kept */
-    char id[UPLOAD_ID_LEN + 1];
-    if (!upload_id_new(id)) {
-        t->rc = STORE_EIO;
-        return;
-    }
-    t->rc = upload_open(im->bs, id, t->d.alg, true, &t->up);
-    t->want_blob = t->rc == STORE_OK;
+    blob_begin(im, t);
 }
 
 static void entry_data(struct importer *im, struct tar_reader *t, const char *p, size_t n)
 {
-    if (t->want_blob)
+    if (t->want_blob) {
         t->rc = upload_write(t->up, p, n);
-    else if (t->want_index) {
+    } else if (t->want_index) {
         memcpy(im->index_json + im->index_len, p, n);
         im->index_len += n;
     } else if (t->want_pax && t->pax_len + n < sizeof(t->pax)) {
@@ -147,35 +249,29 @@ static void entry_data(struct importer *im, struct tar_reader *t, const char *p,
     }
 }
 
+/* The end of a staged blob entry: verified, its file closed, and remembered. */
+static void stage_end(struct importer *im, struct tar_reader *t)
+{
+    if (t->rc == STORE_OK) {
+        t->rc = upload_verify(t->up, &t->d);
+        if (t->rc == STORE_EDIGEST)
+            snprintf(im->err, im->errcap, "%s: content does not match its digest", t->d.str);
+    }
+    struct rec *r = rec_find(&im->recs, &t->d);
+    if (t->rc == STORE_OK && r != NULL) {
+        memcpy(r->id, upload_id(t->up), sizeof(r->id));
+        r->size = upload_offset(t->up);
+    } else {
+        (void)upload_remove(im->bs, upload_id(t->up));
+    }
+    upload_close(t->up);
+    t->up = NULL;
+}
+
 static void entry_end(struct importer *im, struct tar_reader *t)
 {
     if (t->want_blob) {
-        enum store_err rc = upload_verify(t->up, &t->d);
-        if (rc == STORE_EDIGEST) {
-            snprintf(im->err, im->errcap, "%s: content does not match its digest", t->d.str);
-            t->rc = rc;
-        } else if (rc != STORE_OK) {
-            t->rc = rc;
-        } else if (im->n == im->cap) {
-            size_t cap = im->cap ? im->cap * 2 : 64;
-            struct staged *s = realloc(im->s, cap * sizeof(*s));
-            if (s == NULL)
-                t->rc = STORE_ENOMEM;
-            else {
-                im->s = s;
-                im->cap = cap;
-            }
-        }
-        if (t->rc == STORE_OK) {
-            struct staged *s = &im->s[im->n++];
-            s->d = t->d;
-            memcpy(s->id, upload_id(t->up), sizeof(s->id));
-            s->size = upload_offset(t->up);
-        } else {
-            (void)upload_remove(im->bs, upload_id(t->up));
-        }
-        upload_close(t->up);
-        t->up = NULL;
+        stage_end(im, t);
     } else if (t->want_index) {
         im->index_json[im->index_len] = '\0';
     } else if (t->want_pax) {
@@ -223,7 +319,8 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
             entry_begin(im, t);
             t->in_data = true;
             if (t->left == 0 && t->pad == 0) {
-                entry_end(im, t);
+                if (t->rc == STORE_OK)
+                    entry_end(im, t);
                 t->in_data = false;
             }
             continue;
@@ -234,7 +331,7 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
             t->left -= take;
             p += take;
             n -= take;
-            if (t->left == 0)
+            if (t->left == 0 && t->rc == STORE_OK)
                 entry_end(im, t);
         } else {
             size_t take = t->pad < n ? (size_t)t->pad : n;
@@ -247,141 +344,21 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
     }
 }
 
-struct plan_item {
-    char repo[NAME_MAX_LEN + 1];
-    char tag[TAG_MAX_LEN + 1];
-    struct digest d;
-    char media_type[MEDIA_TYPE_MAX + 1];
-};
-
-struct install_arg {
-    struct staged *s;
-    struct blobstore *bs;
-};
-
-static enum store_err install(void *arg)
+/* Reads the archive from in_fd through the tar reader. */
+static enum store_err read_pass(struct importer *im, ZSTD_DCtx *dctx, int in_fd, char *ibuf,
+                                size_t icap, char *obuf, size_t ocap)
 {
-    struct install_arg *ia = arg;
-    return blobstore_upload_install(ia->bs, ia->s->id, &ia->s->d);
-}
-
-static enum store_err uninstall(void *arg)
-{
-    struct install_arg *ia = arg;
-    return blobstore_blob_remove(ia->bs, &ia->s->d);
-}
-
-/* Stores manifest d of repo (children first) with its blobs; tag may be NULL. */
-static enum store_err store_manifest(struct importer *im, const char *repo, const struct digest *d,
-                                     const char *media_type, const char *tag, bool apply,
-                                     struct archive_stats *st, int depth)
-{
-    struct staged *s = find_staged(im, d);
-    if (s == NULL || depth > ARCHIVE_DEPTH_MAX) {
-        snprintf(im->err, im->errcap, "%s: manifest %s is not in the archive", repo, d->str);
-        return STORE_EINVAL;
-    }
-    char *bytes = malloc(s->size + 1);
-    if (bytes == NULL || s->size > MANIFEST_MAX) {
-        free(bytes);
-        return archive_fail(im->err, im->errcap, STORE_ETOOBIG, "manifest too large");
-    }
-    enum store_err rc = blobstore_upload_read(im->bs, s->id, bytes, s->size);
-    struct manifest_info info;
-    const char *why = NULL;
-    if (rc == STORE_OK)
-        rc = manifest_parse(media_type, bytes, s->size, &info, &why);
-    if (rc != STORE_OK) {
-        snprintf(im->err, im->errcap, "%s: manifest %s: %s", repo, d->str,
-                 why != NULL ? why : store_strerror(rc));
-        free(bytes);
-        return rc;
-    }
-    for (size_t i = 0; rc == STORE_OK && i < info.nrefs; i++) {
-        const struct manifest_ref *ref = &info.refs[i];
-        if (ref->is_manifest) {
-            struct staged *c = find_staged(im, &ref->digest);
-            char cmt[MEDIA_TYPE_MAX + 1] = "";
-            /* a child's media type: from its descriptor in the parent */
-            json_t *doc = json_loadb(bytes, s->size, 0, NULL);
-            json_t *arr = json_object_get(doc, "manifests");
-            size_t j;
-            json_t *desc;
-            json_array_foreach(arr, j, desc)
-            {
-                const char *dg = json_string_value(json_object_get(desc, "digest"));
-                const char *mt = json_string_value(json_object_get(desc, "mediaType"));
-                if (dg != NULL && mt != NULL && strcmp(dg, ref->digest.str) == 0)
-                    snprintf(cmt, sizeof(cmt), "%s", mt);
-            }
-            json_decref(doc);
-            (void)c;
-            rc = store_manifest(im, repo, &ref->digest, cmt, NULL, apply, st, depth + 1);
-            continue;
-        }
-        struct staged *b = find_staged(im, &ref->digest);
-        if (b == NULL) {
-            if (ref->optional)
-                continue;
-            snprintf(im->err, im->errcap, "%s: blob %s is not in the archive", repo,
-                     ref->digest.str);
-            rc = STORE_EINVAL;
-            break;
-        }
-        if (b->size != ref->size) {
-            snprintf(im->err, im->errcap, "%s: blob %s has %llu bytes, its descriptor says %llu",
-                     repo, ref->digest.str, (unsigned long long)b->size,
-                     (unsigned long long)ref->size);
-            rc = STORE_EINVAL;
-            break;
-        }
-        if (apply) {
-            struct install_arg ia = {b, im->bs};
-            rc = index_blob_commit(im->idx, repo, &b->d, b->size, install, uninstall, &ia, NULL);
-        }
-    }
-    if (rc == STORE_OK && apply) {
-        const char *tags[1] = {tag};
-        struct index_manifest_put m = {repo, *d, &info, bytes, s->size, tags, tag != NULL};
-        size_t bad = 0;
-        rc = index_manifest_put(im->idx, &m, &bad);
-        if (rc != STORE_OK)
-            snprintf(im->err, im->errcap, "%s: storing manifest %s: %s", repo, d->str,
-                     store_strerror(rc));
-        else
-            st->manifests++;
-    }
-    manifest_info_free(&info);
-    free(bytes);
-    return rc;
-}
-
-enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd,
-                              const char *prefix, struct archive_stats *stats, char *err,
-                              size_t errcap)
-{
-    struct importer im = {idx, bs, NULL, 0, 0, NULL, 0, err, errcap};
     struct tar_reader t;
     memset(&t, 0, sizeof(t));
-    struct archive_stats st = {0, 0, 0, 0};
-    struct plan_item *plan = NULL;
-    size_t nplan = 0;
-    json_t *index = NULL;
-    enum store_err rc = STORE_ENOMEM;
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
-    size_t icap = ZSTD_DStreamInSize(), ocap = ZSTD_DStreamOutSize();
-    char *ibuf = malloc(icap), *obuf = malloc(ocap);
-    if (dctx == NULL || ibuf == NULL || obuf == NULL)
-        goto out;
-    rc = STORE_OK;
+    enum store_err rc = STORE_OK;
     size_t last = 1;
-    for (;;) {
+    while (rc == STORE_OK) {
         ssize_t r = read(in_fd, ibuf, icap);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             rc = store_err_from_errno(errno);
-            goto out;
+            break;
         }
         if (r == 0)
             break;
@@ -390,30 +367,220 @@ enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd
             ZSTD_outBuffer out = {obuf, ocap, 0};
             last = ZSTD_decompressStream(dctx, &out, &in);
             if (ZSTD_isError(last)) {
-                rc = archive_fail(err, errcap, STORE_EINVAL, "the archive is not valid zstd data");
-                goto out;
+                rc = archive_fail(im->err, im->errcap, STORE_EINVAL,
+                                  "the archive is not valid zstd data");
+                break;
             }
-            tar_feed(&im, &t, obuf, out.pos);
+            tar_feed(im, &t, obuf, out.pos);
         }
-        if (t.rc != STORE_OK) {
+        if (rc == STORE_OK)
             rc = t.rc;
-            if (err[0] == '\0')
-                snprintf(err, errcap, "%s", store_strerror(rc));
-            goto out;
+    }
+    if (rc == STORE_OK && last != 0)
+        rc = archive_fail(im->err, im->errcap, STORE_EINVAL, "the archive ends early");
+    if (t.up != NULL) {
+        (void)upload_remove(im->bs, upload_id(t.up));
+        upload_close(t.up);
+    }
+    return rc;
+}
+
+/* ---- checking and storing the images ---- */
+
+struct plan_item {
+    char repo[NAME_MAX_LEN + 1];
+    char tag[TAG_MAX_LEN + 1];
+    struct digest d;
+    char media_type[MEDIA_TYPE_MAX + 1];
+    size_t pos; /* in index.json */
+};
+
+/* Repositories together (each is stored in turn), index.json's order within each. */
+static int plan_cmp(const void *a, const void *b)
+{
+    const struct plan_item *x = a, *y = b;
+    int c = strcmp(x->repo, y->repo);
+    if (c != 0)
+        return c;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/*
+ * manifest_parse reads the media type of a manifest's descriptor only when it is one it
+ * knows: a manifest checked as one of these variants is good as that variant.
+ */
+static uint8_t variant(const char *mt)
+{
+    static const char *const known[] = {MT_OCI_MANIFEST, MT_OCI_INDEX, MT_DOCKER_MANIFEST,
+                                        MT_DOCKER_LIST};
+    size_t n = strcspn(mt, ";");
+    while (n > 0 && (mt[n - 1] == ' ' || mt[n - 1] == '\t'))
+        n--;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i]) == n && strncmp(mt, known[i], n) == 0)
+            return (uint8_t)(2u << i);
+    return 1;
+}
+
+struct install_arg {
+    struct blobstore *bs;
+    const struct rec *r;
+};
+
+static enum store_err install(void *arg)
+{
+    struct install_arg *ia = arg;
+    return blobstore_upload_install(ia->bs, ia->r->id, &ia->r->d);
+}
+
+static enum store_err uninstall(void *arg)
+{
+    struct install_arg *ia = arg;
+    return blobstore_blob_remove(ia->bs, &ia->r->d);
+}
+
+/* One walk over the images: checking them (repo_no == 0), or storing them into one repository. */
+struct walk {
+    const char *repo;
+    uint32_t repo_no;
+    struct archive_stats *st;
+};
+
+/* The media type of each child of an index, from its descriptor (NULL when not an index). */
+static json_t *child_descriptors(const char *bytes, size_t len, json_t **doc)
+{
+    *doc = json_loadb(bytes, len, 0, NULL);
+    json_t *arr = json_object_get(*doc, "manifests");
+    return json_is_array(arr) ? arr : NULL;
+}
+
+/*
+ * Checks, or stores, manifest d (children first) with its blobs; tag may be NULL. Each
+ * manifest is checked once per variant and stored once per repository: the work is linear
+ * in the distinct manifests, however often indexes list them. *height: the nested indexes
+ * below d.
+ */
+static enum store_err walk_manifest(struct importer *im, const struct walk *w,
+                                    const struct digest *d, const char *media_type, const char *tag,
+                                    int depth, uint8_t *height)
+{
+    struct rec *r = rec_find(&im->recs, d);
+    if (r == NULL || r->id[0] == '\0') {
+        snprintf(im->err, im->errcap, "%s: manifest %s is not in the archive", w->repo, d->str);
+        return STORE_EINVAL;
+    }
+    uint8_t var = variant(media_type);
+    if (w->repo_no == 0 && (r->checked & var)) {
+        *height = r->height;
+        if (depth + r->height > ARCHIVE_DEPTH_MAX)
+            return archive_fail(im->err, im->errcap, STORE_EINVAL, "indexes nested too deep");
+        return STORE_OK;
+    }
+    if (w->repo_no != 0 && tag == NULL && r->stored_in == w->repo_no)
+        return STORE_OK;
+    if (depth > ARCHIVE_DEPTH_MAX)
+        return archive_fail(im->err, im->errcap, STORE_EINVAL, "indexes nested too deep");
+    if (r->size > MANIFEST_MAX)
+        return archive_fail(im->err, im->errcap, STORE_ETOOBIG, "manifest too large");
+    /* (records are only looked up from here on: r stays valid) */
+    const struct digest dg = *d;
+    size_t size = (size_t)r->size;
+    char *bytes = malloc(size + 1);
+    if (bytes == NULL)
+        return STORE_ENOMEM;
+    enum store_err rc = blobstore_upload_read(im->bs, r->id, bytes, size);
+    struct manifest_info info;
+    const char *why = NULL;
+    if (rc == STORE_OK)
+        rc = manifest_parse(media_type, bytes, size, &info, &why);
+    if (rc != STORE_OK) {
+        snprintf(im->err, im->errcap, "%s: manifest %s: %s", w->repo, dg.str,
+                 why != NULL ? why : store_strerror(rc));
+        free(bytes);
+        return rc;
+    }
+    json_t *doc = NULL, *children = info.is_index ? child_descriptors(bytes, size, &doc) : NULL;
+    uint8_t h = 0;
+    for (size_t i = 0; rc == STORE_OK && i < info.nrefs; i++) {
+        const struct manifest_ref *ref = &info.refs[i];
+        if (ref->is_manifest) {
+            /* an index's refs are its "manifests" array, in order */
+            const char *cmt =
+                json_string_value(json_object_get(json_array_get(children, i), "mediaType"));
+            uint8_t ch = 0;
+            rc = walk_manifest(im, w, &ref->digest, cmt != NULL ? cmt : "", NULL, depth + 1, &ch);
+            if (ch + 1 > h)
+                h = (uint8_t)(ch + 1);
+            continue;
+        }
+        struct rec *b = rec_find(&im->recs, &ref->digest);
+        if (b == NULL || b->id[0] == '\0') {
+            if (ref->optional)
+                continue;
+            snprintf(im->err, im->errcap, "%s: blob %s is not in the archive", w->repo,
+                     ref->digest.str);
+            rc = STORE_EINVAL;
+            break;
+        }
+        if (b->size != ref->size) {
+            snprintf(im->err, im->errcap, "%s: blob %s has %llu bytes, its descriptor says %llu",
+                     w->repo, ref->digest.str, (unsigned long long)b->size,
+                     (unsigned long long)ref->size);
+            rc = STORE_EINVAL;
+            break;
+        }
+        if (w->repo_no == 0 || b->stored_in == w->repo_no)
+            continue;
+        struct install_arg ia = {im->bs, b};
+        rc = index_blob_commit(im->idx, w->repo, &b->d, b->size, install, uninstall, &ia, NULL);
+        if (rc == STORE_OK) {
+            b->stored_in = w->repo_no;
+            if (!b->counted) {
+                b->counted = true;
+                w->st->blobs++;
+                w->st->bytes += b->size;
+            }
         }
     }
-    if (last != 0) {
-        rc = archive_fail(err, errcap, STORE_EINVAL, "the archive ends early");
-        goto out;
+    json_decref(doc);
+    if (rc == STORE_OK && w->repo_no == 0) {
+        r->checked |= var;
+        r->height = h;
+    } else if (rc == STORE_OK) {
+        const char *tags[1] = {tag};
+        struct index_manifest_put m = {w->repo, dg, &info, bytes, size, tags, tag != NULL};
+        size_t bad = 0;
+        rc = index_manifest_put(im->idx, &m, &bad);
+        if (rc != STORE_OK) {
+            snprintf(im->err, im->errcap, "%s: storing manifest %s: %s", w->repo, dg.str,
+                     store_strerror(rc));
+        } else {
+            r->stored_in = w->repo_no;
+            if (!r->counted) {
+                r->counted = true;
+                w->st->manifests++;
+            }
+        }
     }
-    if (im.index_json == NULL) {
-        rc = archive_fail(err, errcap, STORE_EINVAL, "the archive has no index.json");
-        goto out;
-    }
-    index = json_loads(im.index_json, JSON_REJECT_DUPLICATES, NULL);
+    *height = h;
+    manifest_info_free(&info);
+    free(bytes);
+    return rc;
+}
+
+/* The images index.json names "repo:tag" (prefix before each repository), sorted by repo. */
+static enum store_err read_plan(struct importer *im, const char *prefix, struct plan_item **out,
+                                size_t *nout)
+{
+    if (im->index_json == NULL)
+        return archive_fail(im->err, im->errcap, STORE_EINVAL, "the archive has no index.json");
+    enum store_err rc = STORE_EINVAL;
+    struct plan_item *plan = NULL;
+    size_t nplan = 0;
+    json_t *index = json_loadb(im->index_json, im->index_len, JSON_REJECT_DUPLICATES, NULL);
     json_t *mans = json_object_get(index, "manifests");
     if (!json_is_array(mans)) {
-        rc = archive_fail(err, errcap, STORE_EINVAL, "index.json has no manifests");
+        archive_fail(im->err, im->errcap, STORE_EINVAL, "index.json has no manifests");
         goto out;
     }
     plan = calloc(json_array_size(mans) + 1, sizeof(*plan));
@@ -425,14 +592,14 @@ enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd
     json_t *desc;
     json_array_foreach(mans, i, desc)
     {
-        const char *ref = json_string_value(
-            json_object_get(json_object_get(desc, "annotations"), REF_NAME));
+        const char *ref =
+            json_string_value(json_object_get(json_object_get(desc, "annotations"), REF_NAME));
         const char *dg = json_string_value(json_object_get(desc, "digest"));
         const char *mt = json_string_value(json_object_get(desc, "mediaType"));
         const char *colon = ref != NULL ? strrchr(ref, ':') : NULL;
         struct plan_item *p = &plan[nplan];
         if (dg == NULL || mt == NULL || digest_parse(&p->d, dg, strlen(dg)) != STORE_OK) {
-            rc = archive_fail(err, errcap, STORE_EINVAL, "index.json: a descriptor is invalid");
+            archive_fail(im->err, im->errcap, STORE_EINVAL, "index.json: a descriptor is invalid");
             goto out;
         }
         if (colon == NULL)
@@ -441,37 +608,87 @@ enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd
                          prefix ? "/" : "", (int)(colon - ref), ref);
         snprintf(p->tag, sizeof(p->tag), "%s", colon + 1);
         snprintf(p->media_type, sizeof(p->media_type), "%s", mt);
+        p->pos = i;
         if (n < 0 || (size_t)n >= sizeof(p->repo) || !name_valid(p->repo, strlen(p->repo)) ||
             !tag_valid(p->tag, strlen(p->tag))) {
-            snprintf(err, errcap, "index.json: '%s' is no repository:tag", ref);
-            rc = STORE_EINVAL;
+            snprintf(im->err, im->errcap, "index.json: '%s' is no repository:tag", ref);
             goto out;
         }
         nplan++;
     }
-    /* first every image is checked against the archive; only then is anything stored */
-    for (int apply = 0; rc == STORE_OK && apply < 2; apply++)
-        for (size_t k = 0; rc == STORE_OK && k < nplan; k++)
-            rc = store_manifest(&im, plan[k].repo, &plan[k].d, plan[k].media_type, plan[k].tag,
-                                apply == 1, &st, 0);
+    qsort(plan, nplan, sizeof(*plan), plan_cmp);
+    *out = plan;
+    *nout = nplan;
+    plan = NULL;
+    rc = STORE_OK;
+out:
+    free(plan);
+    json_decref(index);
+    return rc;
+}
+
+/* First every image is checked against the archive; only then is anything stored. */
+static enum store_err store_plan(struct importer *im, const struct plan_item *plan, size_t n,
+                                 struct archive_stats *st)
+{
+    enum store_err rc = STORE_OK;
+    uint8_t h;
+    for (size_t k = 0; rc == STORE_OK && k < n; k++) {
+        struct walk w = {plan[k].repo, 0, st};
+        rc = walk_manifest(im, &w, &plan[k].d, plan[k].media_type, plan[k].tag, 0, &h);
+    }
+    uint32_t repo_no = 0;
+    for (size_t k = 0; rc == STORE_OK && k < n; k++) {
+        if (k == 0 || strcmp(plan[k].repo, plan[k - 1].repo) != 0)
+            repo_no++;
+        struct walk w = {plan[k].repo, repo_no, st};
+        rc = walk_manifest(im, &w, &plan[k].d, plan[k].media_type, plan[k].tag, 0, &h);
+    }
+    return rc;
+}
+
+enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd,
+                              const char *prefix, struct archive_stats *stats, char *err,
+                              size_t errcap)
+{
+    struct importer im;
+    memset(&im, 0, sizeof(im));
+    im.idx = idx;
+    im.bs = bs;
+    im.err = err;
+    im.errcap = errcap;
+    struct archive_stats st = {0, 0, 0, 0};
+    struct plan_item *plan = NULL;
+    size_t nplan = 0;
+    enum store_err rc = STORE_ENOMEM;
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    size_t icap = ZSTD_DStreamInSize(), ocap = ZSTD_DStreamOutSize();
+    char *ibuf = malloc(icap), *obuf = malloc(ocap);
+    if (dctx == NULL || ibuf == NULL || obuf == NULL)
+        goto out;
+    if (getrandom(&im.recs.key, sizeof(im.recs.key), 0) != (ssize_t)sizeof(im.recs.key)) {
+        rc = STORE_EIO;
+        goto out;
+    }
+    rc = read_pass(&im, dctx, in_fd, ibuf, icap, obuf, ocap);
+    if (rc == STORE_OK)
+        rc = read_plan(&im, prefix, &plan, &nplan);
+    if (rc == STORE_OK)
+        rc = store_plan(&im, plan, nplan, &st);
     if (rc == STORE_OK) {
         st.images = nplan;
-        st.blobs = im.n;
-        for (size_t k = 0; k < im.n; k++)
-            st.bytes += im.s[k].size;
         *stats = st;
     }
 out:
-    if (t.up != NULL) {
-        (void)upload_remove(bs, upload_id(t.up));
-        upload_close(t.up);
-    }
-    for (size_t k = 0; k < im.n; k++)
-        (void)upload_remove(bs, im.s[k].id);
-    free(im.s);
+    if (rc != STORE_OK && err[0] == '\0')
+        snprintf(err, errcap, "%s", store_strerror(rc));
+    for (size_t k = 0; k < im.recs.n; k++)
+        if (im.recs.v[k].id[0] != '\0')
+            (void)upload_remove(bs, im.recs.v[k].id);
+    free(im.recs.v);
+    free(im.recs.slot);
     free(im.index_json);
     free(plan);
-    json_decref(index);
     ZSTD_freeDCtx(dctx);
     free(ibuf);
     free(obuf);

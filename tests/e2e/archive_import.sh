@@ -1,10 +1,12 @@
 #!/bin/bash
 # `ocireg import` against hostile and large archives, crafted here (python3's tarfile + zstd):
+#   nested  an archive of a few KiB whose indexes list their child 16 times, 8 deep: the work
+#           must grow with the distinct content, not as 16^8 (the ctest TIMEOUT is the bound)
 #   fds     600 blobs imported, exported and imported again under `ulimit -n 128`; with too few
 #           descriptors to work at all, the error says so
 # Usage: archive_import.sh OCIREG CASE
 . "$(dirname "$0")/lib.sh" "$@"
-CASE=${2:?usage: $0 OCIREG fds}
+CASE=${2:?usage: $0 OCIREG nested|fds}
 
 e2e_need python3 zstd curl jq prlimit
 
@@ -58,7 +60,16 @@ def finish(tops):
         tar.addfile(ti, io.BytesIO(data))
     tar.close()
 
-if kind == "many":
+if kind == "nested":
+    # depth 8, each index listing its child 16 times: 16^8 paths through 9 manifests
+    child = image([b"a small layer\n"], "leaf")
+    for level in range(8):
+        data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                           "manifests": [child] * 16}).encode()
+        child = desc(OCI_INDEX, data, add(data))
+    child["annotations"] = {REF: "nest/deep:v1"}
+    finish([child])
+elif kind == "many":
     # 30 images of 19 layers and a config each: 600 blobs (and 30 manifests), in 3 repositories
     rnd = random.Random(600)
     tops = []
@@ -74,13 +85,28 @@ PY
 }
 
 case $CASE in
+nested)
+    craft nested "$E2E_DIR/nested.tar"
+    zstd -q -19 "$E2E_DIR/nested.tar" -o "$E2E_DIR/nested.tar.zst"
+    log "archive: $(size_of "$E2E_DIR/nested.tar.zst") bytes"
+    [ "$(size_of "$E2E_DIR/nested.tar.zst")" -lt 4096 ] || fail "the archive is not tiny"
+    admin import "$E2E_DIR/nested.tar.zst" >"$E2E_DIR/out"
+    grep -q "imported 1 images (9 manifests, 2 blobs" "$E2E_DIR/out" ||
+        fail "import: $(cat "$E2E_DIR/out")"
+    admin import "$E2E_DIR/nested.tar.zst" >/dev/null # again: nothing changes
+    admin fsck >/dev/null || fail "fsck after import"
+    start_server
+    expect_eq "tags of nest/deep" "$(curl -sf "http://$REG/v2/nest/deep/tags/list" | jq -c .tags)" \
+        '["v1"]'
+    ;;
+
 fds)
     craft many "$E2E_DIR/many.tar"
     zstd -q --rm "$E2E_DIR/many.tar" -o "$E2E_DIR/many.tar.zst"
     low() { prlimit --nofile=128 -- "$OCIREG" "$@"; }
     low import "$E2E_DIR/many.tar.zst" --root "$E2E_DIR/root" >"$E2E_DIR/out" 2>&1 ||
         fail "import of 600 blobs at ulimit -n 128: $(cat "$E2E_DIR/out")"
-    grep -q "imported 30 images (30 manifests," "$E2E_DIR/out" ||
+    grep -q "imported 30 images (30 manifests, 600 blobs" "$E2E_DIR/out" ||
         fail "import: $(cat "$E2E_DIR/out")"
     admin fsck >/dev/null || fail "fsck after import"
     # the whole registry out and into a fresh root, at the same limit
