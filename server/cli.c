@@ -460,7 +460,7 @@ static bool parse_when_abs(const char *s, uint64_t *out)
     return strchr(s, '-') != NULL && parse_when(s, out);
 }
 
-static bool parse_bytes(const char *s, uint64_t *out)
+bool cli_parse_bytes(const char *s, uint64_t *out)
 {
     size_t n = strlen(s);
     uint64_t mul = 1;
@@ -756,7 +756,7 @@ int cli_repo(int argc, char **argv)
     else if (c.nexclude > 0 && c.mutability == NULL)
         why = "--exclude goes with --tag-mutability";
     uint64_t bytes = 0;
-    if (why == NULL && c.quota != NULL && !parse_bytes(c.quota, &bytes))
+    if (why == NULL && c.quota != NULL && !cli_parse_bytes(c.quota, &bytes))
         why = "--quota: expected BYTES with an optional K, M, G or T suffix";
     if (why == NULL && c.mutability != NULL && strcmp(c.mutability, "immutable") != 0 &&
         strcmp(c.mutability, "mutable") != 0)

@@ -45,4 +45,7 @@ bool gc_print(const struct gc_report *r, bool dry_run, bool json, FILE *out);
  */
 bool cli_parse_duration(const char *s, uint64_t *out);
 
+/* "1024", "512K", "64M", "10G", "2T" into bytes (K = 1024); false when malformed. */
+bool cli_parse_bytes(const char *s, uint64_t *out);
+
 #endif

@@ -24,13 +24,22 @@ static const char usage_export[] =
     "parallel (default: the number of cores). Safe while the server runs.\n";
 
 static const char usage_import[] =
-    "usage: ocireg import FILE.tar.zst [--into PREFIX] [--root DIR]\n"
+    "usage: ocireg import FILE.tar.zst|- [--into PREFIX] [--max-size BYTES] [--reserve BYTES]\n"
+    "                    [--root DIR]\n"
     "\n"
     "Loads an archive made by ocireg export (or any OCI layout tar compressed with zstd whose\n"
-    "index.json names images REPO:TAG). Every blob is checked against its digest and every\n"
-    "image against what it references before anything is stored: a damaged archive is\n"
-    "refused and leaves nothing behind. --into puts PREFIX/ before every repository name.\n"
-    "Importing the same archive twice changes nothing. Safe while the server runs.\n";
+    "index.json names images REPO:TAG; - reads standard input). Every blob is checked against\n"
+    "its digest and every image against what it references before anything is stored: a\n"
+    "damaged archive is refused and leaves nothing behind. --into puts PREFIX/ before every\n"
+    "repository name. Importing the same archive twice changes nothing. Safe while the server\n"
+    "runs.\n"
+    "\n"
+    "A hostile archive cannot fill the disk: only blobs that a descriptor declares are staged,\n"
+    "and one whose data is not the size declared is refused before it is written (a file is\n"
+    "read twice for that, the first time writing nothing; from standard input, declarations\n"
+    "count from the manifest that makes them on). --max-size refuses an archive that unpacks to\n"
+    "more (default 1T); --reserve is the free space to leave on the root's filesystem (default\n"
+    "5% of it, at most 1G). BYTES take K, M, G, T (powers of 1024).\n";
 
 static const char usage_backup[] =
     "usage: ocireg backup DIR [--root DIR]\n"
@@ -169,10 +178,12 @@ bad:
 int cli_import(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"root", required_argument, NULL, 'r'}, {"into", required_argument, NULL, 'i'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"root", required_argument, NULL, 'r'},     {"into", required_argument, NULL, 'i'},
+        {"max-size", required_argument, NULL, 'm'}, {"reserve", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
-    const char *root = cli_default_root(), *prefix = NULL;
+    const char *root = cli_default_root();
+    struct archive_import_opts o = {NULL, ARCHIVE_MAX_SIZE_DEFAULT, ARCHIVE_RESERVE_AUTO};
     optind = 1;
     opterr = 0;
     int ch;
@@ -182,9 +193,21 @@ int cli_import(int argc, char **argv)
             root = optarg;
             break;
         case 'i':
-            prefix = optarg;
-            if (!name_valid(prefix, strlen(prefix))) {
-                fprintf(stderr, "ocireg: --into %s is no repository name prefix\n", prefix);
+            o.prefix = optarg;
+            if (!name_valid(o.prefix, strlen(o.prefix))) {
+                fprintf(stderr, "ocireg: --into %s is no repository name prefix\n", o.prefix);
+                return 2;
+            }
+            break;
+        case 'm':
+            if (!cli_parse_bytes(optarg, &o.max_size) || o.max_size == 0) {
+                fprintf(stderr, "ocireg: --max-size %s is no size in bytes\n", optarg);
+                return 2;
+            }
+            break;
+        case 's':
+            if (!cli_parse_bytes(optarg, &o.reserve) || o.reserve == ARCHIVE_RESERVE_AUTO) {
+                fprintf(stderr, "ocireg: --reserve %s is no size in bytes\n", optarg);
                 return 2;
             }
             break;
@@ -215,7 +238,7 @@ int cli_import(int argc, char **argv)
     }
     char err[512] = "";
     struct archive_stats st;
-    enum store_err rc = archive_import(idx, bs, fd, prefix, &st, err, sizeof(err));
+    enum store_err rc = archive_import(idx, bs, fd, &o, &st, err, sizeof(err));
     if (fd != STDIN_FILENO)
         close(fd);
     index_close(idx);

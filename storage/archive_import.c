@@ -1,9 +1,17 @@
 /*
  * ocireg import: an OCI image layout tar, compressed with zstd, into the registry.
  *
- * Work is linear in the archive's distinct content: every digest the archive holds has one
- * record in a hash map; a manifest is checked once (per media type it is
+ * Work is linear in the archive's distinct content: every digest the archive holds or
+ * declares has one record in a hash map; a manifest is checked once (per media type it is
  * referenced as) and stored once per repository, however many indexes list it.
+ *
+ * What an import may write is bounded. From a regular file a first pass reads the archive
+ * without writing anything and learns the size every descriptor declares (index.json and
+ * each manifest in the archive); the second pass stages declared blobs only, and refuses one
+ * whose entry is not its declared size before writing a byte of it. From a pipe (one pass) a
+ * blob is checked when a manifest read earlier declared it. Either way the archive may unpack
+ * to at most max_size bytes, and no blob is staged that would leave less than the reserve
+ * free on the root's filesystem.
  *
  * Staged blobs are upload data files whose handles are closed once their digest is verified:
  * the number of open descriptors stays the same whatever the number of blobs.
@@ -13,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -23,13 +32,18 @@
 #include "storage/manifest.h"
 
 #define INDEX_JSON_MAX (16u << 20)
+/* While a large blob is written, the free space is looked at again after this many bytes. */
+#define SPACE_CHECK_STEP (64u << 20)
+#define NO_SIZE UINT64_MAX
 
-/* ---- one record per digest the archive holds ---- */
+/* ---- one record per digest the archive holds or declares ---- */
 
 struct rec {
     struct digest d;
-    uint64_t size;              /* bytes of its staged file */
+    uint64_t declared;          /* the size its descriptors give; NO_SIZE: none seen */
+    uint64_t size;              /* bytes of its entry (first pass) or of its staged file */
     char id[UPLOAD_ID_LEN + 1]; /* its staged data file ("" = not staged) */
+    bool in_survey;             /* the first pass saw its entry */
     bool counted;               /* in the stats */
     uint8_t checked;            /* the media-type variants it was checked as (bits) */
     uint8_t height;             /* nested indexes below it, once checked */
@@ -41,7 +55,7 @@ struct recs {
     size_t n, cap;
     uint32_t *slot; /* open addressing: 1 + index into v, 0 = free */
     size_t nslots;  /* a power of two, at least twice n */
-    uint64_t key;   /* random per import: the names in an archive are chosen by its author */
+    uint64_t key;   /* random per import: digests a manifest declares are chosen by its author */
 };
 
 static uint64_t mix64(uint64_t x)
@@ -119,6 +133,7 @@ static enum store_err rec_add(struct recs *r, const struct digest *d, struct rec
     struct rec *e = &r->v[r->n];
     memset(e, 0, sizeof(*e));
     e->d = *d;
+    e->declared = NO_SIZE;
     rec_place(r, r->n++);
     *out = e;
     return STORE_OK;
@@ -129,17 +144,101 @@ static enum store_err rec_add(struct recs *r, const struct digest *d, struct rec
 struct importer {
     struct index *idx;
     struct blobstore *bs;
+    uint64_t max_size, reserve;
     struct recs recs;
+    bool survey;   /* this pass only reads (the first of two) */
+    bool surveyed; /* a first pass ran: every declaration is known */
     char *index_json;
     size_t index_len;
+    char *small; /* the data of an entry small enough to be a manifest (MANIFEST_MAX) */
+    size_t small_len;
     char *err;
     size_t errcap;
 };
+
+/*
+ * A descriptor of d with size: remembered, and held against what is known of d already. Two
+ * sizes for one digest, or a staged blob of another size, refuse the archive.
+ */
+static enum store_err declare(struct importer *im, const struct digest *d, uint64_t size)
+{
+    struct rec *r;
+    enum store_err rc = rec_add(&im->recs, d, &r);
+    if (rc != STORE_OK)
+        return rc;
+    if (r->declared != NO_SIZE && r->declared != size) {
+        snprintf(im->err, im->errcap, "blob %s is declared with two sizes, %llu and %llu", d->str,
+                 (unsigned long long)r->declared, (unsigned long long)size);
+        return STORE_EINVAL;
+    }
+    r->declared = size;
+    if (r->id[0] != '\0' && r->size != size) {
+        snprintf(im->err, im->errcap, "blob %s has %llu bytes, its descriptor says %llu", d->str,
+                 (unsigned long long)r->size, (unsigned long long)size);
+        return STORE_EINVAL;
+    }
+    return STORE_OK;
+}
+
+/* The descriptors of a blob that parses as a manifest or index (anything else declares none). */
+static enum store_err declare_refs(struct importer *im, const char *bytes, size_t len)
+{
+    struct manifest_info info;
+    const char *why;
+    if (manifest_parse(NULL, bytes, len, &info, &why) != STORE_OK)
+        return STORE_OK;
+    enum store_err rc = STORE_OK;
+    for (size_t i = 0; rc == STORE_OK && i < info.nrefs; i++)
+        rc = declare(im, &info.refs[i].digest, info.refs[i].size);
+    manifest_info_free(&info);
+    return rc;
+}
+
+/* The descriptors of index.json: what its images are. */
+static enum store_err declare_index(struct importer *im)
+{
+    json_t *index = json_loadb(im->index_json, im->index_len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *mans = json_object_get(index, "manifests");
+    enum store_err rc = STORE_OK;
+    size_t i;
+    json_t *desc;
+    json_array_foreach(mans, i, desc)
+    {
+        const char *dg = json_string_value(json_object_get(desc, "digest"));
+        json_t *size = json_object_get(desc, "size");
+        struct digest d;
+        if (dg != NULL && json_is_integer(size) && json_integer_value(size) >= 0 &&
+            digest_parse(&d, dg, strlen(dg)) == STORE_OK)
+            rc = declare(im, &d, (uint64_t)json_integer_value(size));
+        if (rc != STORE_OK)
+            break;
+    }
+    json_decref(index);
+    return rc;
+}
+
+/* Free space left after writing `more` bytes must stay above the reserve. */
+static enum store_err space_check(struct importer *im, const struct digest *d, uint64_t more)
+{
+    uint64_t avail = 0, total = 0;
+    enum store_err rc = blobstore_space(im->bs, &avail, &total);
+    if (rc != STORE_OK)
+        return rc;
+    if (avail >= more && avail - more >= im->reserve)
+        return STORE_OK;
+    snprintf(im->err, im->errcap,
+             "blob %s: %llu more bytes would leave less than the --reserve of %llu bytes free "
+             "(%llu available)",
+             d->str, (unsigned long long)more, (unsigned long long)im->reserve,
+             (unsigned long long)avail);
+    return STORE_ENOSPC;
+}
 
 /* The tar reader: one entry at a time, its data handed over in pieces. */
 struct tar_reader {
     unsigned char hdr[TAR_BLOCK];
     size_t hdr_have;
+    uint64_t pos; /* tar bytes consumed */
     uint64_t left, pad;
     char name[300];
     char pax_path[300];
@@ -148,7 +247,8 @@ struct tar_reader {
     /* the entry being read */
     struct upload *up;
     struct digest d;
-    bool want_blob, want_index, want_pax;
+    uint64_t unchecked; /* bytes written since the free space was last looked at */
+    bool want_blob, want_small, want_index, want_pax;
     char pax[1024];
     size_t pax_len;
     enum store_err rc;
@@ -162,13 +262,36 @@ static uint64_t parse_octal(const unsigned char *p, size_t n)
     return v;
 }
 
-/* A blobs/<alg>/<hex> entry of t->left bytes: staged (its first entry only). */
+/* A blobs/<alg>/<hex> entry of t->left bytes: read it (first pass), stage it, or skip it. */
 static void blob_begin(struct importer *im, struct tar_reader *t)
 {
     struct rec *r;
     t->rc = rec_add(&im->recs, &t->d, &r);
-    if (t->rc != STORE_OK || r->id[0] != '\0')
+    if (t->rc != STORE_OK)
+        return;
+    if (im->survey) {
+        if (r->in_survey)
+            return; /* a duplicate entry: the first is kept */
+        r->in_survey = true;
+        r->size = t->left;
+        t->want_small = t->left <= MANIFEST_MAX;
+        im->small_len = 0;
+        return;
+    }
+    if (r->id[0] != '\0')
         return; /* a duplicate entry: the first is kept */
+    if (r->declared == NO_SIZE && im->surveyed)
+        return; /* nothing in the archive refers to it */
+    if (r->declared != NO_SIZE && r->declared != t->left) {
+        snprintf(im->err, im->errcap,
+                 "blob %s: the archive holds %llu bytes, its descriptor says %llu", t->d.str,
+                 (unsigned long long)t->left, (unsigned long long)r->declared);
+        t->rc = STORE_EINVAL;
+        return;
+    }
+    t->rc = space_check(im, &t->d, t->left);
+    if (t->rc != STORE_OK)
+        return;
     char id[UPLOAD_ID_LEN + 1];
     if (!upload_id_new(id)) {
         t->rc = STORE_EIO;
@@ -176,6 +299,9 @@ static void blob_begin(struct importer *im, struct tar_reader *t)
     }
     t->rc = upload_open(im->bs, id, t->d.alg, true, &t->up);
     t->want_blob = t->rc == STORE_OK;
+    t->want_small = t->want_blob && !im->surveyed && t->left <= MANIFEST_MAX;
+    t->unchecked = 0;
+    im->small_len = 0;
 }
 
 static void entry_begin(struct importer *im, struct tar_reader *t)
@@ -199,7 +325,15 @@ static void entry_begin(struct importer *im, struct tar_reader *t)
     const char *name = t->name;
     if (strncmp(name, "./", 2) == 0)
         name += 2;
-    t->want_blob = t->want_index = t->want_pax = false;
+    t->want_blob = t->want_small = t->want_index = t->want_pax = false;
+    /* the whole entry is known to fit, or the archive is refused before it is read */
+    if (t->left > im->max_size || t->pos > im->max_size - t->left) {
+        snprintf(im->err, im->errcap,
+                 "%s: the archive unpacks to more than the --max-size of %llu bytes", name,
+                 (unsigned long long)im->max_size);
+        t->rc = STORE_ETOOBIG;
+        return;
+    }
     if (t->type == 'x') {
         t->want_pax = true;
         t->pax_len = 0;
@@ -239,7 +373,18 @@ static void entry_begin(struct importer *im, struct tar_reader *t)
 static void entry_data(struct importer *im, struct tar_reader *t, const char *p, size_t n)
 {
     if (t->want_blob) {
-        t->rc = upload_write(t->up, p, n);
+        t->unchecked += n;
+        if (t->unchecked >= SPACE_CHECK_STEP) {
+            /* someone else may be filling the disk too */
+            t->unchecked = 0;
+            t->rc = space_check(im, &t->d, t->left);
+        }
+        if (t->rc == STORE_OK)
+            t->rc = upload_write(t->up, p, n);
+    }
+    if (t->want_small) {
+        memcpy(im->small + im->small_len, p, n);
+        im->small_len += n;
     } else if (t->want_index) {
         memcpy(im->index_json + im->index_len, p, n);
         im->index_len += n;
@@ -247,6 +392,21 @@ static void entry_data(struct importer *im, struct tar_reader *t, const char *p,
         memcpy(t->pax + t->pax_len, p, n);
         t->pax_len += n;
     }
+}
+
+/* The end of a blob entry of the first pass: a manifest's descriptors are learnt. */
+static void survey_end(struct importer *im, struct tar_reader *t)
+{
+    struct digest got;
+    t->rc = digest_of(t->d.alg, im->small, im->small_len, &got);
+    if (t->rc != STORE_OK)
+        return;
+    if (!digest_equal(&got, &t->d)) {
+        snprintf(im->err, im->errcap, "%s: content does not match its digest", t->d.str);
+        t->rc = STORE_EDIGEST;
+        return;
+    }
+    t->rc = declare_refs(im, im->small, im->small_len);
 }
 
 /* The end of a staged blob entry: verified, its file closed, and remembered. */
@@ -266,14 +426,20 @@ static void stage_end(struct importer *im, struct tar_reader *t)
     }
     upload_close(t->up);
     t->up = NULL;
+    /* one pass only: what a manifest declares is learnt as it comes */
+    if (t->rc == STORE_OK && t->want_small)
+        t->rc = declare_refs(im, im->small, im->small_len);
 }
 
 static void entry_end(struct importer *im, struct tar_reader *t)
 {
     if (t->want_blob) {
         stage_end(im, t);
+    } else if (t->want_small) {
+        survey_end(im, t);
     } else if (t->want_index) {
         im->index_json[im->index_len] = '\0';
+        t->rc = declare_index(im);
     } else if (t->want_pax) {
         /* records "LEN key=value\n": only path matters */
         t->pax[t->pax_len] = '\0';
@@ -284,7 +450,7 @@ static void entry_end(struct importer *im, struct tar_reader *t)
             snprintf(t->pax_path, sizeof(t->pax_path), "%s", path);
         }
     }
-    t->want_blob = t->want_index = t->want_pax = false;
+    t->want_blob = t->want_small = t->want_index = t->want_pax = false;
 }
 
 /* Feeds decompressed bytes to the tar reader. */
@@ -295,6 +461,7 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
             size_t take = TAR_BLOCK - t->hdr_have < n ? TAR_BLOCK - t->hdr_have : n;
             memcpy(t->hdr + t->hdr_have, p, take);
             t->hdr_have += take;
+            t->pos += take;
             p += take;
             n -= take;
             if (t->hdr_have < TAR_BLOCK)
@@ -329,6 +496,7 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
             size_t take = t->left < n ? (size_t)t->left : n;
             entry_data(im, t, p, take);
             t->left -= take;
+            t->pos += take;
             p += take;
             n -= take;
             if (t->left == 0 && t->rc == STORE_OK)
@@ -336,6 +504,7 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
         } else {
             size_t take = t->pad < n ? (size_t)t->pad : n;
             t->pad -= take;
+            t->pos += take;
             p += take;
             n -= take;
         }
@@ -344,14 +513,16 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
     }
 }
 
-/* Reads the archive from in_fd through the tar reader. */
+/* Reads the archive from in_fd once, through the tar reader (a first pass when im->survey). */
 static enum store_err read_pass(struct importer *im, ZSTD_DCtx *dctx, int in_fd, char *ibuf,
                                 size_t icap, char *obuf, size_t ocap)
 {
     struct tar_reader t;
     memset(&t, 0, sizeof(t));
     enum store_err rc = STORE_OK;
+    uint64_t unpacked = 0;
     size_t last = 1;
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
     while (rc == STORE_OK) {
         ssize_t r = read(in_fd, ibuf, icap);
         if (r < 0 && errno == EINTR)
@@ -369,6 +540,15 @@ static enum store_err read_pass(struct importer *im, ZSTD_DCtx *dctx, int in_fd,
             if (ZSTD_isError(last)) {
                 rc = archive_fail(im->err, im->errcap, STORE_EINVAL,
                                   "the archive is not valid zstd data");
+                break;
+            }
+            /* what follows the tar's end is unpacked too: it counts */
+            unpacked += out.pos;
+            if (unpacked > im->max_size) {
+                snprintf(im->err, im->errcap,
+                         "the archive unpacks to more than the --max-size of %llu bytes",
+                         (unsigned long long)im->max_size);
+                rc = STORE_ETOOBIG;
                 break;
             }
             tar_feed(im, &t, obuf, out.pos);
@@ -647,14 +827,21 @@ static enum store_err store_plan(struct importer *im, const struct plan_item *pl
     return rc;
 }
 
+uint64_t archive_reserve_default(uint64_t fs_bytes)
+{
+    uint64_t twentieth = fs_bytes / 20;
+    return twentieth < ARCHIVE_RESERVE_MAX ? twentieth : ARCHIVE_RESERVE_MAX;
+}
+
 enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd,
-                              const char *prefix, struct archive_stats *stats, char *err,
-                              size_t errcap)
+                              const struct archive_import_opts *opts, struct archive_stats *stats,
+                              char *err, size_t errcap)
 {
     struct importer im;
     memset(&im, 0, sizeof(im));
     im.idx = idx;
     im.bs = bs;
+    im.max_size = opts->max_size ? opts->max_size : ARCHIVE_MAX_SIZE_DEFAULT;
     im.err = err;
     im.errcap = errcap;
     struct archive_stats st = {0, 0, 0, 0};
@@ -664,15 +851,49 @@ enum store_err archive_import(struct index *idx, struct blobstore *bs, int in_fd
     ZSTD_DCtx *dctx = ZSTD_createDCtx();
     size_t icap = ZSTD_DStreamInSize(), ocap = ZSTD_DStreamOutSize();
     char *ibuf = malloc(icap), *obuf = malloc(ocap);
-    if (dctx == NULL || ibuf == NULL || obuf == NULL)
+    im.small = malloc(MANIFEST_MAX);
+    if (dctx == NULL || ibuf == NULL || obuf == NULL || im.small == NULL)
         goto out;
     if (getrandom(&im.recs.key, sizeof(im.recs.key), 0) != (ssize_t)sizeof(im.recs.key)) {
         rc = STORE_EIO;
         goto out;
     }
+    uint64_t avail, total;
+    rc = blobstore_space(bs, &avail, &total);
+    if (rc != STORE_OK)
+        goto out;
+    im.reserve =
+        opts->reserve != ARCHIVE_RESERVE_AUTO ? opts->reserve : archive_reserve_default(total);
+    /* a regular file is read twice: first to learn every declared size, writing nothing */
+    struct stat sb;
+    off_t start = lseek(in_fd, 0, SEEK_CUR);
+    if (fstat(in_fd, &sb) == 0 && S_ISREG(sb.st_mode) && start != (off_t)-1) {
+        im.survey = true;
+        rc = read_pass(&im, dctx, in_fd, ibuf, icap, obuf, ocap);
+        if (rc == STORE_OK && im.index_json == NULL)
+            rc = archive_fail(err, errcap, STORE_EINVAL, "the archive has no index.json");
+        /* an entry that is not its declared size: refused before anything is written */
+        for (size_t i = 0; rc == STORE_OK && i < im.recs.n; i++) {
+            const struct rec *r = &im.recs.v[i];
+            if (r->in_survey && r->declared != NO_SIZE && r->declared != r->size) {
+                snprintf(err, errcap,
+                         "blob %s: the archive holds %llu bytes, its descriptor says %llu",
+                         r->d.str, (unsigned long long)r->size, (unsigned long long)r->declared);
+                rc = STORE_EINVAL;
+            }
+        }
+        if (rc != STORE_OK)
+            goto out;
+        if (lseek(in_fd, start, SEEK_SET) == (off_t)-1) {
+            rc = store_err_from_errno(errno);
+            goto out;
+        }
+        im.survey = false;
+        im.surveyed = true;
+    }
     rc = read_pass(&im, dctx, in_fd, ibuf, icap, obuf, ocap);
     if (rc == STORE_OK)
-        rc = read_plan(&im, prefix, &plan, &nplan);
+        rc = read_plan(&im, opts->prefix, &plan, &nplan);
     if (rc == STORE_OK)
         rc = store_plan(&im, plan, nplan, &st);
     if (rc == STORE_OK) {
@@ -688,6 +909,7 @@ out:
     free(im.recs.v);
     free(im.recs.slot);
     free(im.index_json);
+    free(im.small);
     free(plan);
     ZSTD_freeDCtx(dctx);
     free(ibuf);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "storage/blobstore.h"
@@ -391,6 +392,16 @@ enum store_err blobstore_upload_read(struct blobstore *bs, const char *id, void 
     }
     close(fd);
     return rc;
+}
+
+enum store_err blobstore_space(struct blobstore *bs, uint64_t *avail, uint64_t *total)
+{
+    struct statvfs sv;
+    if (fstatvfs(bs->root_fd, &sv) != 0)
+        return store_err_from_errno(errno);
+    *avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    *total = (uint64_t)sv.f_blocks * sv.f_frsize;
+    return STORE_OK;
 }
 
 enum store_err upload_commit(struct upload *u, const struct digest *expected)

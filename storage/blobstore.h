@@ -130,6 +130,9 @@ enum store_err blobstore_uploads_scan(struct blobstore *bs, blobstore_file_cb cb
 /* Counts the upload sessions' data files and their bytes. */
 enum store_err blobstore_uploads_stat(struct blobstore *bs, uint64_t *count, uint64_t *bytes);
 
+/* Bytes available to us and the size of the filesystem that holds the root. */
+enum store_err blobstore_space(struct blobstore *bs, uint64_t *avail, uint64_t *total);
+
 /* Writes and removes a small file under the storage root: can this registry take data? */
 enum store_err blobstore_probe_write(struct blobstore *bs);
 

@@ -2,11 +2,15 @@
 # `ocireg import` against hostile and large archives, crafted here (python3's tarfile + zstd):
 #   nested  an archive of a few KiB whose indexes list their child 16 times, 8 deep: the work
 #           must grow with the distinct content, not as 16^8 (the ctest TIMEOUT is the bound)
+#   bomb    a few KiB of zstd that unpack to hundreds of MiB of zeros under the name of a small
+#           blob: refused before anything is written (run under a file-size limit that a staged
+#           copy of it would break), with --max-size and --reserve, while a server keeps serving
+#           the same root, which holds no new file afterwards
 #   fds     600 blobs imported, exported and imported again under `ulimit -n 128`; with too few
 #           descriptors to work at all, the error says so
 # Usage: archive_import.sh OCIREG CASE
 . "$(dirname "$0")/lib.sh" "$@"
-CASE=${2:?usage: $0 OCIREG nested|fds}
+CASE=${2:?usage: $0 OCIREG nested|bomb|fds}
 
 e2e_need python3 zstd curl jq prlimit
 
@@ -69,6 +73,19 @@ if kind == "nested":
         child = desc(OCI_INDEX, data, add(data))
     child["annotations"] = {REF: "nest/deep:v1"}
     finish([child])
+elif kind == "bomb":
+    # the manifest names a 16-byte layer; the archive holds 300 MiB of zeros under that name,
+    # ahead of the manifest (as ocireg export and skopeo order their blobs)
+    small = b"a 16-byte layer\n"
+    name = "blobs/sha256/" + hashlib.sha256(small).hexdigest()
+    ti = tarfile.TarInfo(name)
+    ti.size = 300 << 20
+    zeros = open("/dev/zero", "rb")
+    tar.addfile(ti, zeros)
+    entries.add("sha256:" + hashlib.sha256(small).hexdigest())
+    top = image([small], "bomb")
+    top["annotations"] = {REF: "bomb/app:v1"}
+    finish([top])
 elif kind == "many":
     # 30 images of 19 layers and a config each: 600 blobs (and 30 manifests), in 3 repositories
     rnd = random.Random(600)
@@ -82,6 +99,14 @@ elif kind == "many":
 else:
     sys.exit("unknown kind " + kind)
 PY
+}
+
+# no_new_files WHAT: the root holds no upload file and no blob besides those listed in
+# $E2E_DIR/blobs.before
+no_new_files() {
+    expect_eq "$1: upload files in the root" "$(find "$E2E_DIR/root/uploads" -type f | wc -l)" 0
+    expect_eq "$1: blob files in the root" "$(find "$E2E_DIR/root/blobs" -type f | sort)" \
+        "$(cat "$E2E_DIR/blobs.before")"
 }
 
 case $CASE in
@@ -98,6 +123,74 @@ nested)
     start_server
     expect_eq "tags of nest/deep" "$(curl -sf "http://$REG/v2/nest/deep/tags/list" | jq -c .tags)" \
         '["v1"]'
+    ;;
+
+bomb)
+    # a registry in use, serving an image, on the root the import goes to
+    start_server
+    printf 'a layer\n' >"$E2E_DIR/layer"
+    printf '{}' >"$E2E_DIR/config"
+    curl_push_blob keep/app "$E2E_DIR/layer"
+    LAYER=$BLOB_DIGEST LAYER_SZ=$BLOB_SIZE
+    curl_push_blob keep/app "$E2E_DIR/config"
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
+        "$BLOB_DIGEST" "$BLOB_SIZE" "$LAYER" "$LAYER_SZ" >"$E2E_DIR/manifest"
+    curl_push_manifest keep/app v1 "$E2E_DIR/manifest" application/vnd.oci.image.manifest.v1+json
+    KEEP=$BLOB_DIGEST
+    find "$E2E_DIR/root/blobs" -type f | sort >"$E2E_DIR/blobs.before"
+
+    craft bomb - | zstd -q -o "$E2E_DIR/bomb.tar.zst"
+    log "bomb: $(size_of "$E2E_DIR/bomb.tar.zst") bytes of zstd"
+    [ "$(size_of "$E2E_DIR/bomb.tar.zst")" -lt 65536 ] || fail "the bomb is not small"
+    # A process that writes past RLIMIT_FSIZE is killed (SIGXFSZ): staging the 300 MiB would be.
+    limited() { prlimit --fsize=$((32 << 20)) -- "$OCIREG" "$@" --root "$E2E_DIR/root"; }
+
+    # from a file: the size its manifest declares is known before the blob is read
+    rc=0
+    limited import "$E2E_DIR/bomb.tar.zst" 2>"$E2E_DIR/err" || rc=$?
+    cat "$E2E_DIR/err" >&2
+    expect_eq "exit status of the bomb's import" "$rc" 1
+    grep -q "import refused, nothing stored: .*its descriptor says 16" "$E2E_DIR/err" ||
+        fail "unclear refusal: $(cat "$E2E_DIR/err")"
+    no_new_files "bomb from a file"
+
+    # from a pipe: read once, the blob comes before its manifest; --max-size stops it
+    rc=0
+    # shellcheck disable=SC2002 # a pipe, not the file itself
+    cat "$E2E_DIR/bomb.tar.zst" | limited import - --max-size 16M 2>"$E2E_DIR/err" || rc=$?
+    cat "$E2E_DIR/err" >&2
+    expect_eq "exit status of the bomb's import from a pipe" "$rc" 1
+    grep -q "import refused, nothing stored: .*--max-size" "$E2E_DIR/err" ||
+        fail "unclear refusal: $(cat "$E2E_DIR/err")"
+    no_new_files "bomb from a pipe"
+
+    # a reserve the filesystem cannot keep: refused before anything is written
+    craft many "$E2E_DIR/good.tar"
+    zstd -q --rm "$E2E_DIR/good.tar" -o "$E2E_DIR/good.tar.zst"
+    rc=0
+    limited import "$E2E_DIR/good.tar.zst" --reserve 1000000T 2>"$E2E_DIR/err" || rc=$?
+    cat "$E2E_DIR/err" >&2
+    expect_eq "exit status of an import past the reserve" "$rc" 1
+    grep -q "import refused, nothing stored: .*--reserve" "$E2E_DIR/err" ||
+        fail "unclear refusal: $(cat "$E2E_DIR/err")"
+    no_new_files "reserve"
+    # bad flag values
+    for bad in "--max-size 12X" "--max-size 0" "--reserve -1"; do
+        rc=0
+        # shellcheck disable=SC2086 # two words
+        admin import "$E2E_DIR/good.tar.zst" $bad 2>/dev/null || rc=$?
+        expect_eq "exit status of import $bad" "$rc" 2
+    done
+
+    # the registry still serves what it had, and the good archive imports
+    curl -sf "http://$REG/v2/keep/app/manifests/v1" | digest_of >"$E2E_DIR/got"
+    expect_eq "keep/app:v1 after the refused imports" "$(cat "$E2E_DIR/got")" "$KEEP"
+    expect_eq "keep/app's layer" "$(curl -sf "http://$REG/v2/keep/app/blobs/$LAYER" | digest_of)" \
+        "$LAYER"
+    # (through a pipe: one pass, every declaration learnt as it comes)
+    # shellcheck disable=SC2002 # a pipe, not the file itself
+    cat "$E2E_DIR/good.tar.zst" | limited import - --max-size 1M >/dev/null
+    expect_eq "tags of many/r0" "$(curl -sf "http://$REG/v2/many/r0/tags/list" | jq -c '.tags | length')" 10
     ;;
 
 fds)
