@@ -1,7 +1,8 @@
 #!/bin/bash
 # `ocireg import` against hostile and large archives, crafted here (python3's tarfile + zstd):
 #   nested  an archive of a few KiB whose indexes list their child 16 times, 8 deep: the work
-#           must grow with the distinct content, not as 16^8 (the ctest TIMEOUT is the bound)
+#           must grow with the distinct content, not as 16^8 (the ctest TIMEOUT is the bound:
+#           the import itself takes milliseconds, the unfixed one hours)
 #   bomb    a few KiB of zstd that unpack to hundreds of MiB of zeros under the name of a small
 #           blob: refused before anything is written (run under a file-size limit that a staged
 #           copy of it would break), with --max-size and --reserve, while a server keeps serving
