@@ -183,12 +183,14 @@ bomb)
         expect_eq "exit status of import $bad" "$rc" 2
     done
 
-    # the registry still serves what it had, and the good archive imports
+    # no index record either, and the registry still serves what it had
+    expect_eq "repositories after the refused imports" \
+        "$(admin usage --json | jq -c '[.repositories[].repository]')" '["keep/app"]'
     curl -sf "http://$REG/v2/keep/app/manifests/v1" | digest_of >"$E2E_DIR/got"
     expect_eq "keep/app:v1 after the refused imports" "$(cat "$E2E_DIR/got")" "$KEEP"
     expect_eq "keep/app's layer" "$(curl -sf "http://$REG/v2/keep/app/blobs/$LAYER" | digest_of)" \
         "$LAYER"
-    # (through a pipe: one pass, every declaration learnt as it comes)
+    # the good archive imports (through a pipe: one pass, declarations learnt as they come)
     # shellcheck disable=SC2002 # a pipe, not the file itself
     cat "$E2E_DIR/good.tar.zst" | limited import - --max-size 1M >/dev/null
     expect_eq "tags of many/r0" "$(curl -sf "http://$REG/v2/many/r0/tags/list" | jq -c '.tags | length')" 10
