@@ -6,6 +6,13 @@
  * close some of those connections without a word, depending on the random bytes of the
  * ClientHello, and an EOF makes the docker CLI give up. With --max-connections connections
  * handed over and open (each holds a libmicrohttpd thread), the next is answered 503 here.
+ *
+ * The connections held here are bounded (--max-pending-connections): past the bound, and
+ * whenever accept finds no descriptor left, the oldest one is dropped, so a flood of clients
+ * that never finish their headers cannot hold every descriptor while others wait. Out of
+ * descriptors with none held here, the waiting clients are taken on a reserve descriptor,
+ * answered 503 and closed, and the listener rests for ACCEPT_PAUSE_MS instead of waking the
+ * loop again at once; what was refused is logged once per REPORT_INTERVAL, counted.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,11 +37,34 @@
  * (libmicrohttpd answers it 431). */
 #define HEADER_PEEK 16384
 #define IP_SLOTS 4096
+/* How long the listener rests after accept ran out of descriptors. */
+#define ACCEPT_PAUSE_MS 100
+/* Seconds between two log lines about refused or dropped connections. */
+#define REPORT_INTERVAL 10
 
 /* Connections per client address, counted from accept to close (--per-ip-limit). */
 struct ip_slot {
     unsigned char addr[16];
     unsigned count; /* 0: free */
+};
+
+/* By descriptor: a connection the accept loop holds (not yet handed over, or answered here
+ * and draining). The held ones form a list in the order they were taken, oldest first. */
+struct held {
+    time_t deadline; /* when it is dropped; 0: not held */
+    time_t since;    /* when it was taken (or answered) */
+    bool closing;    /* answered, draining until the client closes */
+    int prev, next;  /* neighbours in the list; -1 at its ends */
+};
+
+/* What was refused or dropped since the last log line (one per REPORT_INTERVAL). */
+struct report {
+    time_t last;            /* of the last line; 0: none yet */
+    int err;                /* the last accept error */
+    unsigned long failures; /* accept errors nothing held here could make room for */
+    unsigned long shed;     /* answered 503 on the reserve descriptor */
+    unsigned long made_room; /* held connections dropped to make room for a newer one */
+    unsigned long over;     /* held connections dropped past --max-pending-connections */
 };
 
 struct acceptor {
@@ -43,10 +74,17 @@ struct acceptor {
     int listen_fd;
     int epfd;
     int wake_fd;
+    int reserve_fd; /* given up to take one connection when out of descriptors (an eventfd:
+                     * a container image may have no /dev/null) */
     pthread_t thread;
-    time_t *deadline; /* by fd: when a connection that sent nothing is dropped; 0 = none */
-    bool *closing;    /* by fd: answered, draining until the client closes */
-    size_t ndeadline;
+    struct held *held;
+    size_t nheld_cap; /* entries of held[] */
+    unsigned nheld;   /* connections held */
+    unsigned max_held;
+    int oldest, newest;
+    bool paused;             /* the listener is out of the epoll set */
+    struct timespec resume;  /* when it goes back in (CLOCK_MONOTONIC) */
+    struct report rep;
     atomic_int served; /* handed to libmicrohttpd and not yet closed (--max-connections) */
 };
 
@@ -148,34 +186,165 @@ static void close_pending(struct acceptor *a, int fd)
     close(fd);
 }
 
+static bool is_held(const struct acceptor *a, int fd)
+{
+    return (size_t)fd < a->nheld_cap && a->held[fd].deadline != 0;
+}
+
+static void unlink_held(struct acceptor *a, int fd)
+{
+    struct held *h = &a->held[fd];
+    if (h->prev != -1)
+        a->held[h->prev].next = h->next;
+    else
+        a->oldest = h->next;
+    if (h->next != -1)
+        a->held[h->next].prev = h->prev;
+    else
+        a->newest = h->prev;
+    h->deadline = 0;
+    h->prev = h->next = -1;
+    a->nheld--;
+}
+
 static void drop(struct acceptor *a, int fd)
 {
     epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
-    if ((size_t)fd < a->ndeadline)
-        a->deadline[fd] = 0;
+    if (is_held(a, fd))
+        unlink_held(a, fd);
 }
 
+/* Holds fd (again) until when, as the newest connection. */
 static bool track(struct acceptor *a, int fd, time_t when)
 {
-    if ((size_t)fd >= a->ndeadline) {
-        size_t n = a->ndeadline ? a->ndeadline : 1024;
+    if ((size_t)fd >= a->nheld_cap) {
+        size_t n = a->nheld_cap ? a->nheld_cap : 1024;
         while (n <= (size_t)fd)
             n *= 2;
-        time_t *p = realloc(a->deadline, n * sizeof(*p));
+        struct held *p = realloc(a->held, n * sizeof(*p));
         if (p == NULL)
             return false;
-        memset(p + a->ndeadline, 0, (n - a->ndeadline) * sizeof(*p));
-        a->deadline = p;
-        bool *c = realloc(a->closing, n * sizeof(*c));
-        if (c == NULL)
-            return false;
-        memset(c + a->ndeadline, 0, (n - a->ndeadline) * sizeof(*c));
-        a->closing = c;
-        a->ndeadline = n;
+        memset(p + a->nheld_cap, 0, (n - a->nheld_cap) * sizeof(*p));
+        a->held = p;
+        a->nheld_cap = n;
     }
-    a->deadline[fd] = when;
-    a->closing[fd] = false;
+    if (is_held(a, fd))
+        unlink_held(a, fd);
+    struct held *h = &a->held[fd];
+    h->deadline = when;
+    h->since = time(NULL);
+    h->closing = false;
+    h->prev = a->newest;
+    h->next = -1;
+    if (a->newest != -1)
+        a->held[a->newest].next = fd;
+    else
+        a->oldest = fd;
+    a->newest = fd;
+    a->nheld++;
     return true;
+}
+
+/* Closes the connection held longest; false when none is held. */
+static bool drop_oldest(struct acceptor *a)
+{
+    int fd = a->oldest;
+    if (fd == -1)
+        return false;
+    drop(a, fd);
+    close_pending(a, fd);
+    return true;
+}
+
+/* Out of descriptors: the connection held longest gives its own to a newcomer, when it has
+ * been held a second or more (one just taken has not yet been read). */
+static bool make_room(struct acceptor *a)
+{
+    if (a->oldest == -1 || time(NULL) - a->held[a->oldest].since < 1)
+        return false;
+    a->rep.made_room++;
+    return drop_oldest(a);
+}
+
+/* One line for what happened since the last one, at most once per REPORT_INTERVAL. */
+static void report(struct acceptor *a, time_t now)
+{
+    struct report *r = &a->rep;
+    if (r->failures == 0 && r->shed == 0 && r->made_room == 0 && r->over == 0)
+        return;
+    if (r->last != 0 && now - r->last < REPORT_INTERVAL)
+        return;
+    long span = r->last != 0 ? (long)(now - r->last) : 0;
+    if ((r->failures > 0 || r->shed > 0 || r->made_room > 0) && r->last == 0)
+        log_warn("accept: %s: %lu connections answered 503 and closed, %lu held while sending "
+                 "their headers closed to make room; counted and reported every %d s while it "
+                 "lasts",
+                 strerror(r->err), r->shed, r->made_room, REPORT_INTERVAL);
+    else if (r->failures > 0 || r->shed > 0 || r->made_room > 0)
+        log_warn("accept: %s (%lu times in the last %ld s): %lu connections answered 503 and "
+                 "closed, %lu held while sending their headers closed to make room",
+                 strerror(r->err), r->failures + r->made_room, span, r->shed, r->made_room);
+    if (r->over > 0)
+        log_warn("%lu connections still sending their headers closed, oldest first, in %ld s: "
+                 "more than --max-pending-connections %u held",
+                 r->over, span, a->max_held);
+    r->failures = r->shed = r->made_room = r->over = 0;
+    r->last = now;
+}
+
+static void pause_listener(struct acceptor *a)
+{
+    if (a->paused)
+        return;
+    epoll_ctl(a->epfd, EPOLL_CTL_DEL, a->listen_fd, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &a->resume);
+    a->resume.tv_nsec += ACCEPT_PAUSE_MS * 1000000L;
+    if (a->resume.tv_nsec >= 1000000000L) {
+        a->resume.tv_sec++;
+        a->resume.tv_nsec -= 1000000000L;
+    }
+    a->paused = true;
+}
+
+/* Milliseconds until the listener goes back into the epoll set (0: now), at most max. */
+static int resume_in(struct acceptor *a, int max)
+{
+    if (!a->paused)
+        return max;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long ms = (long long)(a->resume.tv_sec - now.tv_sec) * 1000 +
+                   (a->resume.tv_nsec - now.tv_nsec) / 1000000;
+    return ms <= 0 ? 0 : ms < max ? (int)ms : max;
+}
+
+static void busy_close(int fd);
+
+/*
+ * accept failed for want of a descriptor (or memory) and nothing held here could make room:
+ * each waiting client is taken on the reserve descriptor, answered 503 and closed, so it
+ * hears "retry" rather than waiting in the backlog; then the listener rests.
+ */
+static void out_of_descriptors(struct acceptor *a, int err)
+{
+    if (err == EMFILE || err == ENFILE) {
+        if (a->reserve_fd == -1)
+            a->reserve_fd = eventfd(0, EFD_CLOEXEC);
+        for (unsigned n = 0; a->reserve_fd != -1 && n < 1024; n++) {
+            close(a->reserve_fd);
+            int fd = accept4(a->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd != -1) {
+                busy_close(fd);
+                a->rep.shed++;
+            }
+            /* another thread may take the descriptor first: then none is kept in reserve
+             * until a later round gets it back */
+            a->reserve_fd = eventfd(0, EFD_CLOEXEC);
+            if (fd == -1)
+                break;
+        }
+    }
+    pause_listener(a);
 }
 
 static void accept_all(struct acceptor *a)
@@ -185,21 +354,37 @@ static void accept_all(struct acceptor *a)
         socklen_t sl = sizeof(ss);
         int fd = accept4(a->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
-                log_warn("accept: %s", strerror(errno));
+            int err = errno;
+            if (err == EINTR || err == ECONNABORTED)
+                continue;
+            if (err == EAGAIN || err == EWOULDBLOCK)
+                return;
+            a->rep.err = err;
+            /* a connection held here gives its descriptor to the newcomer */
+            if ((err == EMFILE || err == ENFILE) && make_room(a))
+                continue;
+            a->rep.failures++;
+            out_of_descriptors(a, err);
+            report(a, time(NULL));
             return;
         }
         if (!ip_take(a, (struct sockaddr *)&ss)) {
             close(fd); /* this address holds --per-ip-limit connections already */
             continue;
         }
+        if (a->nheld >= a->max_held && drop_oldest(a)) {
+            a->rep.over++;
+            report(a, time(NULL));
+        }
         /* edge-triggered: woken again only when more bytes arrive, not while they wait */
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.fd = fd};
-        if (!track(a, fd, time(NULL) + (time_t)a->srv->cfg.conn_timeout) ||
-            epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (!track(a, fd, time(NULL) + (time_t)a->srv->cfg.conn_timeout)) {
             close_pending(a, fd);
             continue;
+        }
+        if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            drop(a, fd);
+            close_pending(a, fd);
         }
     }
 }
@@ -226,17 +411,30 @@ static void answer_and_close(struct acceptor *a, int fd, const char *answer, siz
     (void)send(fd, answer, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     shutdown(fd, SHUT_WR);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-    if (gone || !track(a, fd, time(NULL) + 5) ||
-        epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (gone || !track(a, fd, time(NULL) + 5)) {
         close_pending(a, fd);
         return;
     }
-    a->closing[fd] = true;
+    if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        drop(a, fd);
+        close_pending(a, fd);
+        return;
+    }
+    a->held[fd].closing = true;
+}
+
+/* A connection taken on the reserve descriptor: 503 and closed at once (no descriptor to
+ * spare for draining it). */
+static void busy_close(int fd)
+{
+    (void)drain(fd);
+    (void)send(fd, busy_answer, sizeof(busy_answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
 }
 
 static void first_byte(struct acceptor *a, int fd)
 {
-    if ((size_t)fd < a->ndeadline && a->closing[fd]) {
+    if (is_held(a, fd) && a->held[fd].closing) {
         if (drain(fd)) {
             drop(a, fd);
             close_pending(a, fd);
@@ -282,11 +480,13 @@ static void first_byte(struct acceptor *a, int fd)
 
 static void expire(struct acceptor *a, time_t now)
 {
-    for (size_t fd = 0; fd < a->ndeadline; fd++)
-        if (a->deadline[fd] != 0 && a->deadline[fd] <= now) {
-            drop(a, (int)fd);
-            close_pending(a, (int)fd); /* no complete headers within --conn-timeout */
+    for (int fd = a->oldest, next; fd != -1; fd = next) {
+        next = a->held[fd].next;
+        if (a->held[fd].deadline <= now) {
+            drop(a, fd);
+            close_pending(a, fd); /* no complete headers within --conn-timeout */
         }
+    }
 }
 
 static void *run(void *arg)
@@ -295,7 +495,7 @@ static void *run(void *arg)
     struct epoll_event evs[MAX_EVENTS];
     time_t last_sweep = time(NULL);
     for (;;) {
-        int n = epoll_wait(a->epfd, evs, MAX_EVENTS, 1000);
+        int n = epoll_wait(a->epfd, evs, MAX_EVENTS, resume_in(a, 1000));
         if (n < 0 && errno != EINTR)
             break;
         for (int i = 0; i < n; i++) {
@@ -307,13 +507,34 @@ static void *run(void *arg)
             else
                 first_byte(a, fd);
         }
+        if (a->paused && resume_in(a, 1000) == 0) {
+            struct epoll_event lev = {.events = EPOLLIN, .data.fd = a->listen_fd};
+            a->paused = false;
+            if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->listen_fd, &lev) != 0)
+                pause_listener(a); /* try again after another rest */
+        }
         time_t now = time(NULL);
         if (now != last_sweep) {
             expire(a, now);
+            report(a, now);
             last_sweep = now;
         }
     }
     return NULL;
+}
+
+/* --max-pending-connections, or by default --max-connections, but no more than a quarter of
+ * the descriptors this process may open: the rest stay for served connections and files. */
+static unsigned held_bound(const struct server_config *cfg)
+{
+    if (cfg->max_pending != 0)
+        return cfg->max_pending;
+    unsigned bound = cfg->max_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur / 4 < bound)
+        bound = (unsigned)(rl.rlim_cur / 4);
+    return bound > 0 ? bound : 1;
 }
 
 int acceptor_start(struct server *srv, int listen_fd)
@@ -323,15 +544,18 @@ int acceptor_start(struct server *srv, int listen_fd)
         return -1;
     a->srv = srv;
     a->listen_fd = listen_fd;
+    a->oldest = a->newest = -1;
+    a->max_held = held_bound(&srv->cfg);
     pthread_mutex_init(&a->ip_mu, NULL);
     a->epfd = epoll_create1(EPOLL_CLOEXEC);
     a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    a->reserve_fd = eventfd(0, EFD_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = listen_fd};
     struct epoll_event wev = {.events = EPOLLIN, .data.fd = a->wake_fd};
     int fl = fcntl(listen_fd, F_GETFL);
     /* set before the thread starts: the connections it hands over report their close here */
     srv->acceptor = a;
-    if (a->epfd == -1 || a->wake_fd == -1 || fl == -1 ||
+    if (a->epfd == -1 || a->wake_fd == -1 || a->reserve_fd == -1 || fl == -1 ||
         fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
         epoll_ctl(a->epfd, EPOLL_CTL_ADD, listen_fd, &lev) != 0 ||
         epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wake_fd, &wev) != 0 ||
@@ -340,6 +564,8 @@ int acceptor_start(struct server *srv, int listen_fd)
             close(a->epfd);
         if (a->wake_fd != -1)
             close(a->wake_fd);
+        if (a->reserve_fd != -1)
+            close(a->reserve_fd);
         srv->acceptor = NULL;
         pthread_mutex_destroy(&a->ip_mu);
         free(a);
@@ -358,17 +584,19 @@ void acceptor_stop(struct server *srv)
     }
     pthread_join(a->thread, NULL);
     /* connections that never said anything are closed; the listener stops accepting */
-    for (size_t fd = 0; fd < a->ndeadline; fd++)
-        if (a->deadline[fd] != 0)
-            close((int)fd);
+    for (int fd = a->oldest; fd != -1; fd = a->held[fd].next)
+        close(fd);
+    report(a, time(NULL) + REPORT_INTERVAL);
     close(a->epfd);
     close(a->wake_fd);
-    a->epfd = a->wake_fd = -1;
-    free(a->deadline);
-    free(a->closing);
-    a->deadline = NULL;
-    a->closing = NULL;
-    a->ndeadline = 0;
+    if (a->reserve_fd != -1)
+        close(a->reserve_fd);
+    a->epfd = a->wake_fd = a->reserve_fd = -1;
+    free(a->held);
+    a->held = NULL;
+    a->nheld_cap = 0;
+    a->nheld = 0;
+    a->oldest = a->newest = -1;
     /* the struct stays: libmicrohttpd's threads still report closes until it stops */
 }
 

@@ -57,6 +57,10 @@ static const char usage_serve[] =
     "  --per-ip-limit N         connections allowed per client address (default 0: none)\n"
     "  --max-connections N      connections served at once, each with its thread; more are\n"
     "                           answered 503 with Retry-After (default 1000)\n"
+    "  --max-pending-connections N\n"
+    "                           connections held while they send their request headers;\n"
+    "                           past N the oldest is dropped (default: --max-connections, at\n"
+    "                           most a quarter of the open-file limit)\n"
     "  --shutdown-grace DURATION\n"
     "                           time in-flight requests get at shutdown (default 10s)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
@@ -134,6 +138,7 @@ enum {
     OPT_CONN_TIMEOUT,
     OPT_PER_IP,
     OPT_MAX_CONNS,
+    OPT_MAX_PENDING,
     OPT_GRACE,
     OPT_LOG_LEVEL,
     OPT_AUTH,
@@ -170,6 +175,7 @@ static const struct option serve_opts[] = {
     {"conn-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
     {"per-ip-limit", required_argument, NULL, OPT_PER_IP},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-pending-connections", required_argument, NULL, OPT_MAX_PENDING},
     {"shutdown-grace", required_argument, NULL, OPT_GRACE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"auth", required_argument, NULL, OPT_AUTH},
@@ -251,6 +257,12 @@ static int serve_main(int argc, char **argv)
             if (!parse_num(optarg, &v) || v == 0 || v > 100000)
                 return bad_usage(usage_serve, "--max-connections: expected 1..100000", optarg);
             cfg.max_connections = (unsigned)v;
+            break;
+        case OPT_MAX_PENDING:
+            if (!parse_num(optarg, &v) || v == 0 || v > 1000000)
+                return bad_usage(usage_serve, "--max-pending-connections: expected 1..1000000",
+                                 optarg);
+            cfg.max_pending = (unsigned)v;
             break;
         case OPT_GRACE:
             if (!cli_parse_duration(optarg, &v) || v > 3600)

@@ -16,6 +16,8 @@ struct server_config {
     unsigned conn_timeout;   /* seconds of inactivity before a connection is closed */
     unsigned per_ip_limit;   /* connections per client address; 0 = no limit */
     unsigned max_connections; /* served at once (each holds a thread); more get 503 */
+    unsigned max_pending;     /* still sending their headers; past it the oldest is dropped;
+                               * 0: max_connections, at most a quarter of RLIMIT_NOFILE */
 
     enum server_auth { AUTH_MODE_NONE, AUTH_MODE_BASIC, AUTH_MODE_TOKEN } auth;
     bool auth_set;              /* --auth was given: required off loopback */

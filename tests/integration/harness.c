@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,6 +47,11 @@ static void spawn(struct srv *s, const char *const *extra)
             int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
             if (lfd != -1)
                 dup2(lfd, STDERR_FILENO);
+        }
+        if (s->nofile != 0) {
+            struct rlimit rl = {s->nofile, s->nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                _exit(126);
         }
         execv(argv[0], (char *const *)argv);
         _exit(127);
@@ -83,10 +89,12 @@ static void spawn(struct srv *s, const char *const *extra)
 void srv_start(struct srv *s, const char *const *extra)
 {
     bool log_to_file = s->log_to_file;
+    unsigned long nofile = s->nofile;
     char level[sizeof(s->log_level)];
     memcpy(level, s->log_level, sizeof(level));
     memset(s, 0, sizeof(*s));
     s->log_to_file = log_to_file;
+    s->nofile = nofile;
     memcpy(s->log_level, level, sizeof(level));
     snprintf(s->dir, sizeof(s->dir), "/tmp/ocireg-it-XXXXXX");
     CHECK(mkdtemp(s->dir) != NULL);

@@ -19,11 +19,13 @@ struct srv {
     /* set before srv_start: the server's stderr goes to dir/server.log; its --log-level */
     bool log_to_file;
     char log_level[8];
+    /* set before srv_start: the server's RLIMIT_NOFILE (soft and hard); 0 inherits ours */
+    unsigned long nofile;
 };
 
 /*
  * Starts a server with a fresh root; extra flags may be NULL-terminated list or NULL.
- * Only log_to_file and log_level of *s are read; the rest is filled in.
+ * Only log_to_file, log_level and nofile of *s are read; the rest is filled in.
  */
 void srv_start(struct srv *s, const char *const *extra);
 /* Starts again on the same root (after a stop or a kill). */

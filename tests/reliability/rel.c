@@ -261,6 +261,26 @@ void rel_fd_dump(pid_t pid, FILE *out)
     closedir(d);
 }
 
+double rel_cpu_seconds(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    /* the command name may hold spaces and parentheses: fields resume after the last ')' */
+    const char *p = strrchr(line, ')');
+    unsigned long long utime = 0, stime = 0;
+    if (p == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+               &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 long rel_status_kb(pid_t pid, const char *field)
 {
     char path[64], line[256];

@@ -69,6 +69,9 @@ size_t rel_manifest(char *out, size_t cap, const char *cfg_digest, size_t cfg_le
 int rel_fd_count(pid_t pid);
 /* Prints the targets of /proc/PID/fd (for a leak report). */
 void rel_fd_dump(pid_t pid, FILE *out);
+/* CPU time (user + system, all threads) of a process in seconds from /proc/PID/stat; -1 if
+ * unreadable. */
+double rel_cpu_seconds(pid_t pid);
 /* A "VmXXX:" figure of /proc/PID/status in KiB; -1 if absent. */
 long rel_status_kb(pid_t pid, const char *field);
 

@@ -16,6 +16,18 @@
  * D. --max-connections 20: with 20 keep-alive connections open after a request (each holds
  *    a server thread), the 21st request is answered 503 at once; 30 connections that have
  *    sent nothing yet do not count; the 20 still work; once they close, new requests succeed.
+ * E. Out of descriptors (the server started with RLIMIT_NOFILE 128): keep-alive connections
+ *    until the server can take no more; then, with more clients knocking, its CPU time over
+ *    2 s (utime + stime from /proc) stays low and its log small (the accept loop neither
+ *    spins nor logs each failed accept), the extra clients are answered 503 or closed
+ *    rather than left waiting, and once the connections close it serves again.
+ * F. Connections still sending their headers are bounded: with RLIMIT_NOFILE 128 and the
+ *    default bound, 300 slowloris connections cannot hold every descriptor (the oldest are
+ *    dropped) and other clients are served; the same with a bound past the descriptors
+ *    (those held a second give theirs to newcomers); with --max-pending-connections 40, 100
+ *    of them leave the server holding about 40, the newest still served when they finish.
+ *
+ * SLOW_PARTS (environment, e.g. "EF") runs only the parts named.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -25,6 +37,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -424,6 +437,235 @@ static void part_d(void)
     srv_cleanup(&s);
 }
 
+
+/* ---- E: out of descriptors ---- */
+
+static long file_size(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+static void part_e(void)
+{
+    enum { NOFILE = 128, MAXC = 200, EXTRA = 8 };
+    struct srv s = {.log_to_file = true, .nofile = NOFILE};
+    srv_start(&s, (const char *const[]){"--conn-timeout", "60", NULL});
+    int base = rel_fd_count(s.pid);
+    fprintf(stderr, "E: server directory %s, RLIMIT_NOFILE %d, %d descriptors at start\n", s.dir,
+            NOFILE, base);
+    /* keep-alive connections after a request (each holds a server thread and descriptor)
+     * until one is not served */
+    int fd[MAXC], n = 0, st = 200;
+    while (n < MAXC) {
+        int c = connect_to(s.port);
+        st = send_all(c, GET_V2, strlen(GET_V2)) ? read_response(c, 2000) : 0;
+        if (st != 200) {
+            close(c);
+            break;
+        }
+        fd[n++] = c;
+    }
+    fprintf(stderr, "  %d keep-alive connections served; the next one: %s %d\n", n,
+            st > 0 ? "answered" : st == 0 ? "closed" : "no answer within 2 s", st);
+    if (n == MAXC)
+        FAILF("E: %d connections with RLIMIT_NOFILE %d and no refusal?", MAXC, NOFILE);
+    CHECK_INT(n, >=, NOFILE / 2);
+    /* more clients knock: each sends its request and waits */
+    int extra[EXTRA];
+    for (int i = 0; i < EXTRA; i++) {
+        extra[i] = connect_to(s.port);
+        CHECK(send_all(extra[i], GET_V2, strlen(GET_V2)));
+    }
+    double cpu0 = rel_cpu_seconds(s.pid);
+    long log0 = file_size(s.dir, "server.log");
+    pause_ms(2000); /* the window measured: CPU and log growth, not a readiness wait */
+    double cpu = rel_cpu_seconds(s.pid) - cpu0;
+    long logged = file_size(s.dir, "server.log") - log0, log_total = file_size(s.dir, "server.log");
+    fprintf(stderr, "  out of descriptors for 2 s: %.2f s of CPU, %ld log bytes (%ld in all)\n",
+            cpu, logged, log_total);
+    if (cpu > 0.3)
+        FAILED("E: out of descriptors, the server used %.2f s of CPU in 2 s (want < 0.3)", cpu);
+    if (logged > 1024 || log_total > 16384)
+        FAILED("E: out of descriptors, the server logged %ld bytes in 2 s, %ld in all (want "
+               "<= 1024 and <= 16384)",
+               logged, log_total);
+    int answered = 0, closed = 0, waiting = 0;
+    for (int i = 0; i < EXTRA; i++) {
+        int est = read_response(extra[i], 200);
+        if (est == 503)
+            answered++;
+        else if (est == 0)
+            closed++;
+        else
+            waiting++;
+        close(extra[i]);
+    }
+    fprintf(stderr, "  the %d extra clients: %d answered 503, %d closed, %d still waiting\n",
+            EXTRA, answered, closed, waiting);
+    if (waiting > 0)
+        FAILED("E: %d of %d clients over the descriptor limit were left waiting (want a 503 "
+               "or a close)",
+               waiting, EXTRA);
+    for (int i = 0; i < n; i++)
+        close(fd[i]);
+    /* serves again once the connections are gone */
+    double t0 = rel_now();
+    int ok = 0;
+    while (ok < 20 && rel_now() - t0 < 10) {
+        st = fresh_get(s.port, 2000);
+        ok = st == 200 ? ok + 1 : 0;
+    }
+    fprintf(stderr, "  after the connections closed: 20 requests in a row served after %.1f s\n",
+            rel_now() - t0);
+    if (ok < 20)
+        FAILED("E: after the connections closed, requests still fail (%d)", st);
+    char digest[72];
+    push_blob_data(&s, "fd/app", "after", 5, digest);
+    srv_stop(&s);
+    srv_cleanup(&s);
+}
+
+/* ---- F: connections still sending their headers are bounded ---- */
+
+/* n connections, each sending the first lines of a request and no end of headers. */
+static void slowloris_open(int *fd, int n, unsigned port)
+{
+    for (int i = 0; i < n; i++) {
+        fd[i] = connect_to(port);
+        CHECK(send_all(fd[i], GET_V2_HEAD, strlen(GET_V2_HEAD)));
+    }
+}
+
+/* Waits up to 5 s until at least want of fd[0..n) were closed by the server; how many. */
+static int count_closed(const int *fd, int n, int want)
+{
+    double until = rel_now() + 5;
+    int closed;
+    for (;;) {
+        closed = 0;
+        for (int i = 0; i < n; i++)
+            if (peer_closed(fd[i]))
+                closed++;
+        if (closed >= want || rel_now() > until)
+            return closed;
+        pause_ms(20);
+    }
+}
+
+/* 20 fresh GET /v2/ in a row; the slowest, or -1 after a failure (reported). */
+static double fast_clients(unsigned port, const char *part)
+{
+    double worst = 0;
+    for (int i = 0; i < 20; i++) {
+        double t = rel_now();
+        int st = fresh_get(port, 5000);
+        t = rel_now() - t;
+        if (st != 200) {
+            FAILED("%s: a client with a whole request got %d (want 200)", part, st);
+            return -1;
+        }
+        worst = t > worst ? t : worst;
+    }
+    return worst;
+}
+
+static void part_f(void)
+{
+    enum { NOFILE = 128, FLOOD = 300, CAP = 40, SMALL = 100 };
+    static int fd[FLOOD];
+    struct srv s = {.log_to_file = true, .nofile = NOFILE};
+    srv_start(&s, (const char *const[]){"--conn-timeout", "60", NULL});
+    fprintf(stderr, "F: server directory %s, RLIMIT_NOFILE %d, %d slowloris connections\n", s.dir,
+            NOFILE, FLOOD);
+    slowloris_open(fd, FLOOD, s.port);
+    double worst = fast_clients(s.port, "F (RLIMIT_NOFILE)");
+    int closed = count_closed(fd, FLOOD, FLOOD - NOFILE);
+    fprintf(stderr, "  slowest of 20 other clients: %.3f s; %d slowloris connections dropped, "
+                    "server holds %d descriptors\n",
+            worst, closed, rel_fd_count(s.pid));
+    if (worst > conn_limit_s())
+        FAILED("F: with a slowloris flood at the descriptor limit, an answer took %.3f s", worst);
+    if (closed < FLOOD - NOFILE)
+        FAILED("F: only %d of %d slowloris connections were dropped with RLIMIT_NOFILE %d",
+               closed, FLOOD, NOFILE);
+    for (int i = 0; i < FLOOD; i++)
+        close(fd[i]);
+    srv_stop(&s);
+    srv_cleanup(&s);
+
+    /* a bound past the descriptors: those held a second or more give theirs to newcomers */
+    struct srv u = {.log_to_file = true, .nofile = NOFILE};
+    srv_start(&u, (const char *const[]){"--conn-timeout", "60", "--max-pending-connections",
+                                        "1000", NULL});
+    fprintf(stderr, "F: server directory %s, RLIMIT_NOFILE %d, --max-pending-connections 1000, "
+                    "%d slowloris connections\n",
+            u.dir, NOFILE, FLOOD);
+    slowloris_open(fd, FLOOD, u.port);
+    pause_ms(1100); /* the age that makes a held connection the first to go, by design */
+    worst = fast_clients(u.port, "F (descriptors before the bound)");
+    closed = count_closed(fd, FLOOD, FLOOD - NOFILE);
+    fprintf(stderr, "  slowest of 20 other clients: %.3f s; %d slowloris connections closed\n",
+            worst, closed);
+    if (worst > conn_limit_s())
+        FAILED("F: with the descriptors held by slowloris connections, an answer took %.3f s",
+               worst);
+    for (int i = 0; i < FLOOD; i++)
+        close(fd[i]);
+    srv_stop(&u);
+    srv_cleanup(&u);
+
+    struct srv t = {.log_to_file = true};
+    srv_start(&t, (const char *const[]){"--conn-timeout", "60", "--max-pending-connections", "40",
+                                        NULL});
+    fprintf(stderr, "F: server directory %s, --max-pending-connections %d, %d slowloris "
+                    "connections\n",
+            t.dir, CAP, SMALL);
+    int base = rel_fd_count(t.pid);
+    slowloris_open(fd, SMALL, t.port);
+    closed = count_closed(fd, SMALL, SMALL - CAP);
+    int held = rel_fd_count(t.pid) - base;
+    fprintf(stderr, "  %d dropped, the server holds %d more descriptors than at start\n", closed,
+            held);
+    if (closed < SMALL - CAP || held > CAP + 4)
+        FAILED("F: with --max-pending-connections %d and %d slowloris connections, %d were "
+               "dropped and the server holds %d more descriptors (want >= %d dropped, <= %d "
+               "held)",
+               CAP, SMALL, closed, held, SMALL - CAP, CAP + 4);
+    for (int i = 0; i < SMALL - CAP; i++)
+        if (!peer_closed(fd[i]))
+            FAILED("F: connection %d of %d, among the oldest, is still open", i + 1, SMALL);
+    /* the newest are kept, and served once their headers are complete */
+    int unserved = 0;
+    for (int i = SMALL - 10; i < SMALL; i++)
+        if (!send_all(fd[i], "\r\n", 2) || read_response(fd[i], 5000) != 200)
+            unserved++;
+    if (unserved > 0)
+        FAILED("F: %d of the 10 newest pending connections were not served", unserved);
+    worst = fast_clients(t.port, "F (--max-pending-connections)");
+    if (worst > conn_limit_s())
+        FAILED("F: an answer took %.3f s", worst);
+    for (int i = 0; i < SMALL; i++)
+        close(fd[i]);
+    srv_stop(&t);
+    srv_cleanup(&t);
+}
+
+/* Whether SLOW_PARTS (unset: all) names this part. */
+static bool part_on(char part)
+{
+    const char *only = getenv("SLOW_PARTS");
+    return only == NULL || only[0] == '\0' || strchr(only, part) != NULL;
+}
+
 int main(void)
 {
     double t0 = rel_now();
@@ -434,18 +676,18 @@ int main(void)
         rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
         CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
     }
-    double t = rel_now();
-    part_a();
-    fprintf(stderr, "A took %.1f s\n", rel_now() - t);
-    t = rel_now();
-    part_b();
-    fprintf(stderr, "B took %.1f s\n", rel_now() - t);
-    t = rel_now();
-    part_c();
-    fprintf(stderr, "C took %.1f s\n", rel_now() - t);
-    t = rel_now();
-    part_d();
-    fprintf(stderr, "D took %.1f s\n", rel_now() - t);
+    static const struct {
+        char name;
+        void (*run)(void);
+    } parts[] = {{'A', part_a}, {'B', part_b}, {'C', part_c}, {'D', part_d},
+                 {'E', part_e}, {'F', part_f}};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (!part_on(parts[i].name))
+            continue;
+        double t = rel_now();
+        parts[i].run();
+        fprintf(stderr, "%c took %.1f s\n", parts[i].name, rel_now() - t);
+    }
     if (failures > 0)
         FAILF("%d checks failed (above)", failures);
     fprintf(stderr, "slow_clients: PASS in %.1f s\n", rel_now() - t0);
