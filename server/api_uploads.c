@@ -179,7 +179,7 @@ static enum store_err session_create(struct request *r, enum digest_alg alg, boo
     if (!upload_id_new(r->upload_id))
         return STORE_EIO;
     enum store_err rc =
-        upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up);
+        upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up, NULL);
     if (rc != STORE_OK || !with_record)
         return rc;
     struct index_upload rec = {.alg = alg, .created = (uint64_t)time(NULL)};
@@ -197,6 +197,8 @@ static enum store_err session_create(struct request *r, enum digest_alg alg, boo
 static enum MHD_Result post_done(struct request *r)
 {
     enum store_err rc = session_create(r, r->post_alg, true);
+    if (rc == STORE_EBUSY)
+        return reply_retry_later(r, "too many uploads in progress");
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "upload create");
     uint64_t offset = upload_offset(r->up);
@@ -291,6 +293,8 @@ static enum MHD_Result upload_start(struct request *r)
         return MHD_YES;
     }
     enum store_err rc = session_create(r, alg, false);
+    if (rc == STORE_EBUSY)
+        return reply_retry_later(r, "too many uploads in progress");
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "upload create");
     bool failed;
@@ -323,11 +327,15 @@ enum MHD_Result api_upload_prepare(struct request *r)
         if (failed)
             return ret;
     }
-    rc = upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, rec.alg, false, &r->up);
+    bool in_use = false;
+    rc = upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, rec.alg, false, &r->up,
+                              &in_use);
     if (rc == STORE_ENOENT) {
         (void)index_upload_del(srv->idx, r->upload_id);
         return reply_error(r, API_BLOB_UPLOAD_UNKNOWN, "upload data is gone");
     }
+    if (rc == STORE_EBUSY && !in_use)
+        return reply_retry_later(r, "too many uploads in progress");
     if (rc == STORE_EBUSY) {
         /* another request is writing to it: report what has been acknowledged so far */
         uint64_t acked = upload_cache_acked(srv->uploads, r->upload_id);

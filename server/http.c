@@ -129,6 +129,14 @@ enum MHD_Result reply_store_error(struct request *r, enum store_err e, const cha
     return reply_error(r, api_err_from_store(e), store_strerror(e));
 }
 
+enum MHD_Result reply_retry_later(struct request *r, const char *detail)
+{
+    struct MHD_Response *resp = resp_error(r, API_UNAVAILABLE, detail);
+    if (resp != NULL)
+        resp_header(resp, "Retry-After", "1");
+    return reply(r, api_err_status(API_UNAVAILABLE), resp);
+}
+
 void req_count_download(struct request *r, uint64_t body_len)
 {
     if (r->method != M_GET)
@@ -693,7 +701,9 @@ int server_start(struct server **out, const struct server_config *cfg)
     if (gc_sweep_orphans(srv->idx, srv->bs, &orphans) == STORE_OK && orphans > 0)
         log_info("removed %llu blob files a crash left without a record",
                  (unsigned long long)orphans);
-    if (upload_cache_new(&srv->uploads) != STORE_OK || authz_init(srv) != STORE_OK)
+    /* a session is in use by one request at most: the connections bound them */
+    if (upload_cache_new(&srv->uploads, cfg->max_connections + 64) != STORE_OK ||
+        authz_init(srv) != STORE_OK)
         goto fail;
     if (cfg->access_log != NULL) {
         srv->access_log =

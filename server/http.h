@@ -142,6 +142,8 @@ struct MHD_Response *resp_error(struct request *r, enum api_err e, const char *d
 enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detail);
 /* For storage failures: logs and answers with the mapped 5xx. */
 enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what);
+/* 503 UNAVAILABLE with Retry-After: the server is at a capacity limit for now. */
+enum MHD_Result reply_retry_later(struct request *r, const char *detail);
 
 /*
  * Accounting of what a request moved: counts egress of the body about to be sent (at
@@ -208,14 +210,18 @@ void api_upload_complete(struct request *r);
 
 /* ---- upload session cache (uploads.c) ---- */
 
-enum store_err upload_cache_new(struct upload_cache **out);
+/* Sessions in use by requests (max_busy at most: the connections served) and idle handles
+ * (a fixed number, least recently used closed first), counted apart. */
+enum store_err upload_cache_new(struct upload_cache **out, unsigned max_busy);
 void upload_cache_free(struct upload_cache *c);
 /*
  * Takes exclusive use of session id: a cached handle, or one opened (rehashing) from disk.
- * STORE_EBUSY when another request holds it.
+ * STORE_EBUSY when another request holds it (*in_use set) or when max_busy sessions are in
+ * use (*in_use cleared: the server is at capacity); in_use may be NULL.
  */
 enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs, const char *id,
-                                    enum digest_alg alg, bool create, struct upload **out);
+                                    enum digest_alg alg, bool create, struct upload **out,
+                                    bool *in_use);
 /* Gives the handle back (keep) or closes it (the session ended). TAKES u. */
 void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep);
 /* Takes u out of the cache for good without closing it; returns u for the caller to close. */

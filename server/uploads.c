@@ -5,8 +5,13 @@
 
 #include "server/http.h"
 
-/* Idle open sessions kept so a chunked upload is not rehashed at every PATCH. */
-#define CACHE_SLOTS 256
+/*
+ * Sessions in use and idle open handles, counted apart: a session in use is held by a request
+ * (so their number is bounded by the connections, max_busy), an idle handle is kept so a
+ * chunked upload is not rehashed at every PATCH (IDLE_SLOTS at most, the least recently used
+ * closed first). Bodies in flight never take the room of idle handles nor the other way round.
+ */
+#define IDLE_SLOTS 256
 
 struct slot {
     bool used;
@@ -19,14 +24,24 @@ struct slot {
 
 struct upload_cache {
     pthread_mutex_t mu;
-    struct slot slots[CACHE_SLOTS];
+    unsigned max_busy;
+    unsigned nbusy, nidle;
+    size_t nslots; /* max_busy + IDLE_SLOTS: a free slot exists while nbusy < max_busy */
+    struct slot *slots;
 };
 
-enum store_err upload_cache_new(struct upload_cache **out)
+enum store_err upload_cache_new(struct upload_cache **out, unsigned max_busy)
 {
     struct upload_cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return STORE_ENOMEM;
+    c->max_busy = max_busy > 0 ? max_busy : 1;
+    c->nslots = (size_t)c->max_busy + IDLE_SLOTS;
+    c->slots = calloc(c->nslots, sizeof(*c->slots));
+    if (c->slots == NULL) {
+        free(c);
+        return STORE_ENOMEM;
+    }
     pthread_mutex_init(&c->mu, NULL);
     *out = c;
     return STORE_OK;
@@ -36,65 +51,90 @@ void upload_cache_free(struct upload_cache *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < CACHE_SLOTS; i++)
+    for (size_t i = 0; i < c->nslots; i++)
         upload_close(c->slots[i].u);
     pthread_mutex_destroy(&c->mu);
+    free(c->slots);
     free(c);
 }
 
 static struct slot *find(struct upload_cache *c, const char *id)
 {
-    for (size_t i = 0; i < CACHE_SLOTS; i++)
+    for (size_t i = 0; i < c->nslots; i++)
         if (c->slots[i].used && strcmp(c->slots[i].id, id) == 0)
             return &c->slots[i];
     return NULL;
 }
 
-/* A free slot, evicting the least recently used idle one when full; NULL if all busy. */
-static struct slot *free_slot(struct upload_cache *c, struct upload **evicted)
+static struct slot *unused_slot(struct upload_cache *c)
 {
+    for (size_t i = 0; i < c->nslots; i++)
+        if (!c->slots[i].used)
+            return &c->slots[i];
+    return NULL;
+}
+
+/* Empties a slot, keeping the counts; returns the handle it held for the caller to close. */
+static struct upload *clear(struct upload_cache *c, struct slot *s)
+{
+    struct upload *u = s->u;
+    if (s->busy)
+        c->nbusy--;
+    else
+        c->nidle--;
+    memset(s, 0, sizeof(*s));
+    return u;
+}
+
+/* With more idle handles than IDLE_SLOTS: takes out the least recently used one. */
+static struct upload *evict_idle(struct upload_cache *c)
+{
+    if (c->nidle <= IDLE_SLOTS)
+        return NULL;
     struct slot *lru = NULL;
-    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+    for (size_t i = 0; i < c->nslots; i++) {
         struct slot *s = &c->slots[i];
-        if (!s->used)
-            return s;
-        if (!s->busy && (lru == NULL || s->last < lru->last))
+        if (s->used && !s->busy && (lru == NULL || s->last < lru->last))
             lru = s;
     }
-    if (lru != NULL) {
-        *evicted = lru->u;
-        memset(lru, 0, sizeof(*lru));
-    }
-    return lru;
+    return lru != NULL ? clear(c, lru) : NULL;
 }
 
 enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs, const char *id,
-                                    enum digest_alg alg, bool create, struct upload **out)
+                                    enum digest_alg alg, bool create, struct upload **out,
+                                    bool *in_use)
 {
-    struct upload *u = NULL, *evicted = NULL;
+    struct upload *u = NULL;
     pthread_mutex_lock(&c->mu);
     struct slot *s = find(c, id);
     if (s != NULL && s->busy) {
         pthread_mutex_unlock(&c->mu);
+        if (in_use != NULL)
+            *in_use = true;
         return STORE_EBUSY;
     }
-    if (s != NULL) {
+    if (c->nbusy >= c->max_busy) {
+        s = NULL;
+    } else if (s != NULL) {
         u = s->u;
         s->u = NULL;
         s->busy = true;
+        c->nidle--;
+        c->nbusy++;
     } else {
         /* opened from disk below: its acked offset is not known until release */
-        s = free_slot(c, &evicted);
-        if (s != NULL) {
-            s->used = true;
-            s->busy = true;
-            memcpy(s->id, id, UPLOAD_ID_LEN + 1);
-        }
+        s = unused_slot(c);
+        s->used = true;
+        s->busy = true;
+        memcpy(s->id, id, UPLOAD_ID_LEN + 1);
+        c->nbusy++;
     }
     pthread_mutex_unlock(&c->mu);
-    upload_close(evicted);
-    if (s == NULL)
+    if (s == NULL) {
+        if (in_use != NULL)
+            *in_use = false;
         return STORE_EBUSY;
+    }
     /* another process (a second server on this root) may have written to it */
     if (u != NULL && upload_stale(u)) {
         upload_close(u);
@@ -105,7 +145,7 @@ enum store_err upload_cache_acquire(struct upload_cache *c, struct blobstore *bs
         rc = upload_open(bs, id, alg, create, &u);
     if (rc != STORE_OK) {
         pthread_mutex_lock(&c->mu);
-        memset(s, 0, sizeof(*s));
+        (void)clear(c, s);
         pthread_mutex_unlock(&c->mu);
         return rc;
     }
@@ -121,28 +161,36 @@ void upload_cache_release(struct upload_cache *c, struct upload *u, bool keep)
         upload_close(upload_cache_detach(c, u));
         return;
     }
+    struct upload *evicted = NULL;
     pthread_mutex_lock(&c->mu);
     struct slot *s = find(c, upload_id(u));
-    if (s != NULL) {
+    if (s != NULL && s->busy) {
         s->acked = upload_offset(u);
         s->u = u;
         s->busy = false;
         s->last = time(NULL);
+        c->nbusy--;
+        c->nidle++;
         u = NULL;
+        evicted = evict_idle(c);
     }
     pthread_mutex_unlock(&c->mu);
     upload_close(u);
+    upload_close(evicted);
 }
 
 struct upload *upload_cache_detach(struct upload_cache *c, struct upload *u)
 {
     if (u == NULL)
         return NULL;
+    struct upload *other = NULL; /* none: the slot is busy, u is its handle */
     pthread_mutex_lock(&c->mu);
     struct slot *s = find(c, upload_id(u));
     if (s != NULL)
-        memset(s, 0, sizeof(*s));
+        other = clear(c, s);
     pthread_mutex_unlock(&c->mu);
+    if (other != u)
+        upload_close(other);
     return u;
 }
 

@@ -26,9 +26,13 @@
  *    dropped) and other clients are served; the same with a bound past the descriptors
  *    (those held a second give theirs to newcomers); with --max-pending-connections 40, 100
  *    of them leave the server holding about 40, the newest still served when they finish.
+ * G. More than 256 upload bodies in flight (300 raw PATCHes that announce 1 MiB and send
+ *    16 bytes): a PATCH on another, idle session and a new POST still succeed; once the 300
+ *    connections are cut, their sessions take new chunks.
  *
  * SLOW_PARTS (environment, e.g. "EF") runs only the parts named.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -127,6 +131,13 @@ static bool peer_closed(int fd)
     char c;
     ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* True when the peer sent something (or closed): nothing is consumed. */
+static bool has_input(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) > 0;
 }
 
 static double conn_limit_s(void)
@@ -659,6 +670,129 @@ static void part_f(void)
     srv_cleanup(&t);
 }
 
+/* ---- G: more than 256 upload bodies in flight ---- */
+
+/* Bytes of the upload sessions' data files. */
+static long long uploads_bytes(const char *root)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/uploads", root);
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long sz = e->d_name[0] != '.' ? file_size(path, e->d_name) : -1;
+        sum += sz > 0 ? sz : 0;
+    }
+    closedir(d);
+    return sum;
+}
+
+static void start_session(struct srv *s, char *loc, size_t cap)
+{
+    struct resp *r = http(s, "POST", "/v2/flood/app/blobs/uploads/", NULL, NULL, 0);
+    if (r->status != 202)
+        FAILF("G: POST: %ld %.300s", r->status, r->body);
+    CHECK(resp_hdr(r, "Location", loc, cap) != NULL);
+    resp_free(r);
+}
+
+static long patch_chunk(struct srv *s, const char *loc, long long at, const char *data, size_t n,
+                        struct resp **out)
+{
+    char cr[64];
+    snprintf(cr, sizeof(cr), "Content-Range: %lld-%lld", at, at + (long long)n - 1);
+    struct resp *r = http(s, "PATCH", loc,
+                          (const char *[]){cr, "Content-Type: application/octet-stream", NULL},
+                          data, n);
+    long st = r->status;
+    if (out != NULL)
+        *out = r;
+    else
+        resp_free(r);
+    return st;
+}
+
+static void part_g(void)
+{
+    enum { FLIGHT = 300, SENT = 16 };
+    static char loc[FLIGHT][160];
+    static int fd[FLIGHT];
+    struct srv s = {.log_to_file = true};
+    srv_start(&s, (const char *const[]){"--conn-timeout", "60", NULL});
+    fprintf(stderr, "G: server directory %s, %d upload bodies in flight\n", s.dir, FLIGHT);
+    char idle[160];
+    start_session(&s, idle, sizeof(idle));
+    CHECK_INT(patch_chunk(&s, idle, 0, "0123456789", 10, NULL), ==, 202);
+    for (int i = 0; i < FLIGHT; i++)
+        start_session(&s, loc[i], sizeof(loc[i]));
+    long long before = uploads_bytes(s.root);
+    char head[512], body[SENT];
+    memset(body, 'g', sizeof(body));
+    for (int i = 0; i < FLIGHT; i++) {
+        int n = snprintf(head, sizeof(head),
+                         "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                         "application/octet-stream\r\nContent-Length: 1048576\r\n\r\n",
+                         loc[i]);
+        fd[i] = connect_to(s.port);
+        CHECK(send_all(fd[i], head, (size_t)n) && send_all(fd[i], body, sizeof(body)));
+    }
+    /* in flight: every PATCH has taken its session and written its first bytes */
+    long long want = before + (long long)FLIGHT * SENT, got = before;
+    double until = rel_now() + 10;
+    while ((got = uploads_bytes(s.root)) < want && rel_now() < until)
+        pause_ms(20);
+    int answered = 0;
+    for (int i = 0; i < FLIGHT; i++)
+        if (has_input(fd[i]))
+            answered++;
+    fprintf(stderr, "  %lld of %lld bytes written by the PATCHes in flight; %d of them "
+                    "answered early\n",
+            got - before, want - before, answered);
+    if (got < want || answered > 0)
+        FAILED("G: only %lld of %d PATCH bodies in flight began (%d answered before their body "
+               "ended)",
+               (got - before) / SENT, FLIGHT, answered);
+    struct resp *r = NULL;
+    long st = patch_chunk(&s, idle, 10, "abcdef", 6, &r);
+    fprintf(stderr, "  PATCH on an idle session: %ld\n", st);
+    if (st != 202)
+        FAILED("G: with %d bodies in flight, a PATCH on an idle session got %ld %.300s (want 202)",
+               FLIGHT, st, r->body);
+    resp_free(r);
+    r = http(&s, "POST", "/v2/flood/app/blobs/uploads/", NULL, NULL, 0);
+    fprintf(stderr, "  new POST: %ld\n", r->status);
+    if (r->status != 202)
+        FAILED("G: with %d bodies in flight, a new POST got %ld %.300s (want 202)", FLIGHT,
+               r->status, r->body);
+    resp_free(r);
+    /* the idle session completes */
+    char digest[72], path[256];
+    sha256_str("0123456789abcdef", 16, digest);
+    snprintf(path, sizeof(path), "%s?digest=%s", idle, digest);
+    r = http(&s, "PUT", path, NULL, NULL, 0);
+    if (r->status != 201)
+        FAILED("G: closing PUT of the idle session: %ld %.300s", r->status, r->body);
+    resp_free(r);
+    /* cut: each PATCH rolls back and gives its session back */
+    for (int i = 0; i < FLIGHT; i++)
+        close(fd[i]);
+    int stuck = 0;
+    for (int i = 0; i < FLIGHT; i += 10) {
+        until = rel_now() + 5;
+        while ((st = patch_chunk(&s, loc[i], 0, "x", 1, NULL)) == 416 && rel_now() < until)
+            pause_ms(20);
+        if (st != 202)
+            stuck++;
+    }
+    if (stuck > 0)
+        FAILED("G: %d of %d sessions whose PATCH was cut do not take a new chunk", stuck,
+               FLIGHT / 10);
+    srv_stop(&s);
+    srv_cleanup(&s);
+}
+
 /* Whether SLOW_PARTS (unset: all) names this part. */
 static bool part_on(char part)
 {
@@ -680,7 +814,7 @@ int main(void)
         char name;
         void (*run)(void);
     } parts[] = {{'A', part_a}, {'B', part_b}, {'C', part_c}, {'D', part_d},
-                 {'E', part_e}, {'F', part_f}};
+                 {'E', part_e}, {'F', part_f}, {'G', part_g}};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (!part_on(parts[i].name))
             continue;
