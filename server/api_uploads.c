@@ -53,33 +53,117 @@ static enum MHD_Result reply_blob_created(struct request *r, const struct digest
     return reply(r, MHD_HTTP_CREATED, resp);
 }
 
+/*
+ * A session holds bytes in the index before they are written (index_upload_hold): they count
+ * against the repository's quota and the bounds of --max-upload-size and
+ * --max-repo-upload-size, so a refused body leaves nothing behind. A body of known length is
+ * held whole before it is read; one of unknown length (chunked) a step ahead as it streams in.
+ * What is held past the data is given back when the request ends.
+ */
+#define HOLD_STEP ((uint64_t)64 << 20)
+/* A monolithic body of known length up to this is checked but not held, and its session gets
+ * no record: it lives only as long as its request, and a record would cost two index writes
+ * for a small blob. (Its bytes are not seen by the repository's bound while in flight; the
+ * quota is checked again when the blob is recorded.) */
+#define UNHELD_MAX ((uint64_t)1 << 20)
+
+/* Refusals of hold(): the bound or the reserve that refused, named. */
+static enum MHD_Result reply_hold_error(struct request *r, enum store_err e, const char *what)
+{
+    const struct server_config *cfg = &r->srv->cfg;
+    char detail[NAME_MAX_LEN + 200];
+    switch (e) {
+    case STORE_ETOOBIG:
+        snprintf(detail, sizeof(detail),
+                 "an upload session may hold at most %llu bytes (--max-upload-size)",
+                 (unsigned long long)cfg->max_upload_size);
+        log_info("%s: %s", what, detail);
+        return reply_error(r, API_BLOB_TOO_BIG, detail);
+    case STORE_EBUSY: {
+        uint64_t held = 0;
+        (void)index_upload_held(r->srv->idx, r->name, &held);
+        snprintf(detail, sizeof(detail),
+                 "the upload sessions of repository %s hold %llu bytes, at most %llu together "
+                 "(--max-repo-upload-size): finish or delete one",
+                 r->name, (unsigned long long)held, (unsigned long long)cfg->max_repo_upload_size);
+        log_info("%s: %s", what, detail);
+        return reply_error(r, API_TOOMANYREQUESTS, detail);
+    }
+    default:
+        return reply_store_error(r, e, what); /* the quota (403 DENIED), or the index failed */
+    }
+}
+
+/* Makes the session hold `total` bytes before they are written. */
+static enum store_err hold(struct request *r, uint64_t total)
+{
+    if (total <= r->held)
+        return STORE_OK;
+    uint64_t max = r->srv->cfg.max_upload_size;
+    if (max != 0 && total > max)
+        return STORE_ETOOBIG; /* the index would say so too */
+    const struct index_upload_limits lim = {r->srv->cfg.max_upload_size,
+                                            r->srv->cfg.max_repo_upload_size};
+    enum store_err rc = index_upload_hold(r->srv->idx, r->upload_id, total, &lim);
+    if (rc == STORE_OK)
+        r->held = total;
+    return rc;
+}
+
+static bool hold_refusal(enum store_err e)
+{
+    return e == STORE_EQUOTA || e == STORE_ETOOBIG || e == STORE_EBUSY;
+}
+
 static enum store_err body_write(struct request *r, const char *data, size_t len)
 {
+    uint64_t end = upload_offset(r->up) + len;
+    if (end > r->held) {
+        /* a step ahead, so the index is not written at every piece; else just this piece */
+        enum store_err rc = hold(r, end + HOLD_STEP);
+        if (hold_refusal(rc))
+            rc = hold(r, end);
+        if (rc != STORE_OK) {
+            r->hold_refused = hold_refusal(rc);
+            return rc;
+        }
+    }
     enum store_err rc = upload_write(r->up, data, len);
     if (rc == STORE_OK)
         upload_writeback(r->up);
     return rc;
 }
 
-/* Ends this request's use of the session: kept for the next chunk, or closed. */
+/* Ends this request's use of the session: kept for the next chunk (a request that wrote
+ * leaves it holding no more than its data), or closed. */
 static void release(struct request *r, bool keep)
 {
+    if (keep && r->up != NULL && r->on_body == body_write && r->held > upload_offset(r->up)) {
+        enum store_err rc = index_upload_hold(r->srv->idx, r->upload_id, upload_offset(r->up),
+                                              NULL);
+        if (rc == STORE_OK)
+            r->held = upload_offset(r->up);
+        else
+            log_warn("upload %s: cannot give back %llu bytes held: %s", r->upload_id,
+                     (unsigned long long)(r->held - upload_offset(r->up)), store_strerror(rc));
+    }
     upload_cache_release(r->srv->uploads, r->up, keep);
     r->up = NULL;
 }
 
-/* Drops the session for good: data file, index record, cached handle. */
+/* Drops the session for good: data file, index record (and what it held), cached handle. */
 static void discard_session(struct request *r)
 {
     enum store_err rc = upload_remove(r->srv->bs, r->upload_id);
     if (rc != STORE_OK)
         log_warn("upload %s: cannot remove data: %s", r->upload_id, store_strerror(rc));
     release(r, false);
-    if (!r->monolithic) {
-        rc = index_upload_del(r->srv->idx, r->upload_id);
-        if (rc != STORE_OK && rc != STORE_ENOENT)
-            log_warn("upload %s: cannot remove record: %s", r->upload_id, store_strerror(rc));
-    }
+    if (!r->has_record)
+        return;
+    rc = index_upload_del(r->srv->idx, r->upload_id);
+    if (rc != STORE_OK && rc != STORE_ENOENT)
+        log_warn("upload %s: cannot remove record: %s", r->upload_id, store_strerror(rc));
+    r->has_record = false;
 }
 
 /* After the body: a body write failure or a chunk shorter than its Content-Range. */
@@ -90,6 +174,8 @@ static enum MHD_Result check_body(struct request *r, bool *failed)
         enum store_err e = r->body_err;
         if (!r->monolithic)
             (void)upload_rollback(r->up);
+        if (r->hold_refused)
+            return reply_hold_error(r, e, "upload write");
         return reply_store_error(r, e, "upload write");
     }
     if (r->has_range && r->received != r->range_end - r->range_start + 1) {
@@ -153,7 +239,7 @@ static enum MHD_Result put_done(struct request *r)
     uint64_t size = upload_offset(r->up);
     /* the file goes into blobs/ inside the txn that records it and drops the session record */
     rc = index_blob_commit(r->srv->idx, r->name, &r->put_digest, size, install_blob,
-                           uninstall_blob, r, r->monolithic ? NULL : r->upload_id);
+                           uninstall_blob, r, r->has_record ? r->upload_id : NULL);
     if (rc != STORE_OK) {
         discard_session(r); /* what was refused (quota) is not kept */
         return reply_store_error(r, rc, "blob commit");
@@ -172,33 +258,57 @@ static enum MHD_Result put_done(struct request *r)
     return reply_blob_created(r, &r->put_digest);
 }
 
-/* Creates the session file and its index record; the caller holds r->up on success. */
-static enum store_err session_create(struct request *r, enum digest_alg alg, bool with_record)
+/*
+ * Creates the session file and (with_record) its index record, holding `initial` bytes from
+ * the start (without a record: checked, not held); the caller holds r->up on success. A
+ * refusal of the hold is reported as a body_err is (*refused set).
+ */
+static enum store_err session_create(struct request *r, enum digest_alg alg, uint64_t initial,
+                                     bool with_record, bool *refused)
 {
     struct server *srv = r->srv;
+    const struct index_upload_limits lim = {srv->cfg.max_upload_size,
+                                            srv->cfg.max_repo_upload_size};
+    *refused = false;
     if (!upload_id_new(r->upload_id))
         return STORE_EIO;
-    enum store_err rc =
-        upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up, NULL);
-    if (rc != STORE_OK || !with_record)
-        return rc;
-    struct index_upload rec = {.alg = alg, .created = (uint64_t)time(NULL)};
-    memcpy(rec.repo, r->name, sizeof(rec.repo));
-    rc = index_upload_put(srv->idx, r->upload_id, &rec);
+    enum store_err rc = STORE_OK;
+    if (srv->cfg.max_upload_size != 0 && initial > srv->cfg.max_upload_size)
+        rc = STORE_ETOOBIG;
+    if (rc == STORE_OK && !with_record && initial > 0)
+        rc = index_upload_check(srv->idx, r->name, initial, &lim);
     if (rc != STORE_OK) {
-        r->monolithic = true; /* no record to remove */
-        discard_session(r);
+        *refused = hold_refusal(rc);
+        return rc;
     }
-    return rc;
+    rc = upload_cache_acquire(srv->uploads, srv->bs, r->upload_id, alg, true, &r->up, NULL);
+    if (rc != STORE_OK)
+        return rc;
+    r->held = initial;
+    if (!with_record)
+        return STORE_OK;
+    struct index_upload rec = {.alg = alg, .created = (uint64_t)time(NULL), .held = initial};
+    memcpy(rec.repo, r->name, sizeof(rec.repo));
+    rc = index_upload_put(srv->idx, r->upload_id, &rec, &lim);
+    if (rc != STORE_OK) {
+        *refused = hold_refusal(rc);
+        discard_session(r);
+        return rc;
+    }
+    r->has_record = true;
+    return STORE_OK;
 }
 
 /* POST without a digest: the session is made only once the request is complete, so a
  * refused or abandoned POST leaves nothing behind. */
 static enum MHD_Result post_done(struct request *r)
 {
-    enum store_err rc = session_create(r, r->post_alg, true);
-    if (rc == STORE_EBUSY)
+    bool refused;
+    enum store_err rc = session_create(r, r->post_alg, 0, true, &refused);
+    if (rc == STORE_EBUSY && !refused)
         return reply_retry_later(r, "too many uploads in progress");
+    if (refused)
+        return reply_hold_error(r, rc, "upload create");
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "upload create");
     uint64_t offset = upload_offset(r->up);
@@ -292,9 +402,18 @@ static enum MHD_Result upload_start(struct request *r)
         r->on_done = post_done;
         return MHD_YES;
     }
-    enum store_err rc = session_create(r, alg, false);
-    if (rc == STORE_EBUSY)
+    /* the whole body is held before it is read, when its length is known */
+    uint64_t initial = 0;
+    const char *cl = req_header(r, "Content-Length");
+    if (cl != NULL && !parse_u64(cl, strlen(cl), &initial))
+        return reply_error(r, API_SIZE_INVALID, "invalid Content-Length");
+    bool refused;
+    enum store_err rc =
+        session_create(r, alg, initial, cl == NULL || initial > UNHELD_MAX, &refused);
+    if (rc == STORE_EBUSY && !refused)
         return reply_retry_later(r, "too many uploads in progress");
+    if (refused)
+        return reply_hold_error(r, rc, "upload create");
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "upload create");
     bool failed;
@@ -347,6 +466,8 @@ enum MHD_Result api_upload_prepare(struct request *r)
     }
     if (rc != STORE_OK)
         return reply_store_error(r, rc, "upload open");
+    r->has_record = true;
+    r->held = rec.held;
 
     switch (r->method) {
     case M_GET: {
@@ -371,6 +492,15 @@ enum MHD_Result api_upload_prepare(struct request *r)
         if (failed) {
             release(r, true);
             return ret;
+        }
+        /* the whole body is held before it is read, when its length is known */
+        if (r->has_length && r->length > 0) {
+            uint64_t offset = upload_offset(r->up);
+            rc = r->length > UINT64_MAX - offset ? STORE_ETOOBIG : hold(r, offset + r->length);
+            if (rc != STORE_OK) {
+                release(r, true);
+                return reply_hold_error(r, rc, "upload write");
+            }
         }
         r->on_body = body_write;
         r->on_done = r->method == M_PATCH ? patch_done : put_done;

@@ -25,6 +25,7 @@ const char *api_err_code(enum api_err e)
      */
     switch (e) {
     case API_MANIFEST_TOO_BIG:
+    case API_BLOB_TOO_BIG:
         return "SIZE_INVALID";
     case API_TAG_IMMUTABLE:
         return "TAG_INVALID";

@@ -27,6 +27,7 @@
     X(RANGE_INVALID, 416, "invalid content range")                                                 \
     X(PAGINATION_NUMBER_INVALID, 400, "invalid number of results requested")                      \
     X(MANIFEST_TOO_BIG, 413, "manifest exceeds the size limit")                                    \
+    X(BLOB_TOO_BIG, 413, "blob exceeds the size limit")                                            \
     X(INSUFFICIENT_STORAGE, 507, "insufficient storage")                                           \
     X(UNAVAILABLE, 503, "service unavailable")                                                     \
     X(NOT_FOUND, 404, "no such API endpoint")                                                    \

@@ -34,6 +34,8 @@ void server_config_defaults(struct server_config *cfg)
     cfg->conn_timeout = 120;
     cfg->per_ip_limit = 0;
     cfg->max_connections = 1000;
+    cfg->max_upload_size = (uint64_t)64 << 30;
+    cfg->max_repo_upload_size = (uint64_t)256 << 30;
     cfg->auth = AUTH_MODE_NONE;
     cfg->service = "ocireg";
     cfg->issuer = "ocireg";
@@ -117,10 +119,19 @@ enum MHD_Result reply_store_error(struct request *r, enum store_err e, const cha
             quota = u.quota;
         if (quota == 0)
             (void)index_quota_default(r->srv->idx, &quota);
-        char detail[NAME_MAX_LEN + 128];
-        snprintf(detail, sizeof(detail),
-                 "repository %s is over its quota of %llu bytes (%llu stored)", r->name,
-                 (unsigned long long)quota, (unsigned long long)u.stored_bytes);
+        uint64_t held = 0;
+        (void)index_upload_held(r->srv->idx, r->name, &held);
+        char detail[NAME_MAX_LEN + 160];
+        if (held > 0)
+            snprintf(detail, sizeof(detail),
+                     "repository %s is over its quota of %llu bytes (%llu stored, %llu held by "
+                     "upload sessions)",
+                     r->name, (unsigned long long)quota, (unsigned long long)u.stored_bytes,
+                     (unsigned long long)held);
+        else
+            snprintf(detail, sizeof(detail),
+                     "repository %s is over its quota of %llu bytes (%llu stored)", r->name,
+                     (unsigned long long)quota, (unsigned long long)u.stored_bytes);
         log_info("%s: %s", what, detail);
         return reply_error(r, API_DENIED, detail);
     }

@@ -113,6 +113,9 @@ struct request {
     struct digest put_digest;
     bool monolithic; /* POST ?digest=: the session exists only for this request */
     enum digest_alg post_alg;
+    bool has_record;   /* the session has its index record */
+    uint64_t held;     /* bytes the session's record holds (index_upload_hold), or may take */
+    bool hold_refused; /* body_err is a refusal of index_upload_hold or the space reserve */
 
     /* who is asking (auth modes basic and token) */
     char principal[AUTH_NAME_MAX + 1]; /* "" when anonymous */
@@ -144,6 +147,7 @@ enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detai
 enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what);
 /* 503 UNAVAILABLE with Retry-After: the server is at a capacity limit for now. */
 enum MHD_Result reply_retry_later(struct request *r, const char *detail);
+
 
 /*
  * Accounting of what a request moved: counts egress of the body about to be sent (at

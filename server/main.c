@@ -61,6 +61,11 @@ static const char usage_serve[] =
     "                           connections held while they send their request headers;\n"
     "                           past N the oldest is dropped (default: --max-connections, at\n"
     "                           most a quarter of the open-file limit)\n"
+    "  --max-upload-size SIZE   bytes one blob upload session may hold, i.e. the largest blob\n"
+    "                           accepted (default 64G; 0: no bound); more is refused 413\n"
+    "  --max-repo-upload-size SIZE\n"
+    "                           bytes the upload sessions of one repository may hold together\n"
+    "                           (default 256G; 0: no bound); more is refused 429\n"
     "  --shutdown-grace DURATION\n"
     "                           time in-flight requests get at shutdown (default 10s)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
@@ -139,6 +144,8 @@ enum {
     OPT_PER_IP,
     OPT_MAX_CONNS,
     OPT_MAX_PENDING,
+    OPT_MAX_UPLOAD,
+    OPT_MAX_REPO_UPLOAD,
     OPT_GRACE,
     OPT_LOG_LEVEL,
     OPT_AUTH,
@@ -176,6 +183,8 @@ static const struct option serve_opts[] = {
     {"per-ip-limit", required_argument, NULL, OPT_PER_IP},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
     {"max-pending-connections", required_argument, NULL, OPT_MAX_PENDING},
+    {"max-upload-size", required_argument, NULL, OPT_MAX_UPLOAD},
+    {"max-repo-upload-size", required_argument, NULL, OPT_MAX_REPO_UPLOAD},
     {"shutdown-grace", required_argument, NULL, OPT_GRACE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"auth", required_argument, NULL, OPT_AUTH},
@@ -263,6 +272,18 @@ static int serve_main(int argc, char **argv)
                 return bad_usage(usage_serve, "--max-pending-connections: expected 1..1000000",
                                  optarg);
             cfg.max_pending = (unsigned)v;
+            break;
+        case OPT_MAX_UPLOAD:
+            if (!cli_parse_bytes(optarg, &v))
+                return bad_usage(usage_serve, "--max-upload-size: expected bytes (e.g. 64G)",
+                                 optarg);
+            cfg.max_upload_size = v;
+            break;
+        case OPT_MAX_REPO_UPLOAD:
+            if (!cli_parse_bytes(optarg, &v))
+                return bad_usage(usage_serve,
+                                 "--max-repo-upload-size: expected bytes (e.g. 256G)", optarg);
+            cfg.max_repo_upload_size = v;
             break;
         case OPT_GRACE:
             if (!cli_parse_duration(optarg, &v) || v > 3600)

@@ -18,6 +18,8 @@ struct server_config {
     unsigned max_connections; /* served at once (each holds a thread); more get 503 */
     unsigned max_pending;     /* still sending their headers; past it the oldest is dropped;
                                * 0: max_connections, at most a quarter of RLIMIT_NOFILE */
+    uint64_t max_upload_size;      /* bytes one upload session may hold; 0: no bound */
+    uint64_t max_repo_upload_size; /* bytes the sessions of one repository hold; 0: no bound */
 
     enum server_auth { AUTH_MODE_NONE, AUTH_MODE_BASIC, AUTH_MODE_TOKEN } auth;
     bool auth_set;              /* --auth was given: required off loopback */

@@ -20,6 +20,9 @@
 /* An int status of our own beside LMDB's (which lie in -30800..-30780): quota exceeded. */
 #define RC_QUOTA (-30001)
 #define RC_NEWER_SCHEMA (-30002)
+/* Upload sessions: past the bound of one session, or of a repository's sessions together. */
+#define RC_SESSION_BOUND (-30003)
+#define RC_REPO_BOUND (-30004)
 #define INDEX_SCHEMA_VERSION 2
 
 enum dbi {
@@ -222,6 +225,10 @@ static enum store_err map_mdb(int rc)
         return STORE_EQUOTA;
     case RC_NEWER_SCHEMA:
         return STORE_EVERSION;
+    case RC_SESSION_BOUND:
+        return STORE_ETOOBIG;
+    case RC_REPO_BOUND:
+        return STORE_EBUSY;
     case ENOMEM:
         return STORE_ENOMEM;
     case ENOSPC:
@@ -534,6 +541,21 @@ static uint64_t add_signed(uint64_t v, int64_t d)
     return d < 0 ? v - (uint64_t)(-d) : v + (uint64_t)d;
 }
 
+/* The quota of a repository whose usage fields are f: its own, else the default (0: none). */
+static int quota_of(struct index *idx, MDB_txn *txn, const uint64_t *f, uint64_t *quota)
+{
+    *quota = f[5];
+    if (*quota != 0)
+        return 0;
+    struct key dk;
+    uint64_t dq[1];
+    usage_key(&dk, 'd', "");
+    int rc = fields_get(idx, txn, &dk, dq, 1);
+    if (rc == 0)
+        *quota = dq[0];
+    return rc;
+}
+
 /* Changes repo's stored bytes by delta; a growth past its quota is STORE_EQUOTA (as an int). */
 static int stored_adjust(struct index *idx, MDB_txn *txn, const char *repo, int64_t delta)
 {
@@ -544,16 +566,10 @@ static int stored_adjust(struct index *idx, MDB_txn *txn, const char *repo, int6
     if (rc != 0)
         return rc;
     if (delta > 0) {
-        uint64_t quota = f[5];
-        if (quota == 0) {
-            struct key dk;
-            uint64_t dq[1];
-            usage_key(&dk, 'd', "");
-            rc = fields_get(idx, txn, &dk, dq, 1);
-            if (rc != 0)
-                return rc;
-            quota = dq[0];
-        }
+        uint64_t quota;
+        rc = quota_of(idx, txn, f, &quota);
+        if (rc != 0)
+            return rc;
         if (quota != 0 && f[0] + (uint64_t)delta > quota)
             return RC_QUOTA;
     }
@@ -658,14 +674,14 @@ static int blob_ref(struct index *idx, MDB_txn *txn, const struct digest *d, uin
     return mdb_put(txn, idx->db[DB_BLOBS], &k.val, &v, 0);
 }
 
+static int upload_record_del(struct index *idx, MDB_txn *txn, const char *id);
+
 /* The upload record goes in the txn that records its blob: no record outlives the upload. */
 static int upload_record_drop(struct index *idx, MDB_txn *txn, const char *upload_id)
 {
     if (upload_id == NULL)
         return 0;
-    struct key k;
-    key1(&k, upload_id);
-    int rc = mdb_del(txn, idx->db[DB_UPLOADS], &k.val, NULL);
+    int rc = upload_record_del(idx, txn, upload_id);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -810,22 +826,77 @@ enum store_err index_blob_unlink(struct index *idx, const char *repo, const stru
 
 /* ---- uploads ---- */
 
-enum store_err index_upload_put(struct index *idx, const char *id, const struct index_upload *u)
+/*
+ * What a repository's upload sessions hold together lives under "w\0repo" in the usage table
+ * (one u64), changed in the txn that changes a session's own figure: both are in the index
+ * that every server process on the root shares, so the bounds hold across them.
+ */
+static int held_get(struct index *idx, MDB_txn *txn, const char *repo, uint64_t *bytes)
 {
-    MDB_txn *txn;
-    int rc = txn_begin(idx, true, &txn);
-    if (rc != 0)
-        return map_mdb(rc);
     struct key k;
-    key1(&k, id);
-    struct wrec w = {.len = 0};
-    put_u8(&w, REC_VERSION);
-    put_u8(&w, (uint8_t)u->alg);
-    put_u64(&w, u->created);
-    put_str(&w, u->repo);
-    MDB_val v = wrec_val(&w);
-    rc = w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_UPLOADS], &k.val, &v, MDB_NOOVERWRITE);
-    return txn_end(txn, rc);
+    usage_key(&k, 'w', repo);
+    return fields_get(idx, txn, &k, bytes, 1);
+}
+
+static int held_put(struct index *idx, MDB_txn *txn, const char *repo, uint64_t bytes)
+{
+    struct key k;
+    usage_key(&k, 'w', repo);
+    if (bytes != 0)
+        return fields_put(idx, txn, &k, &bytes, 1);
+    int rc = mdb_del(txn, idx->db[DB_USAGE], &k.val, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * May a session of repo hold `to` bytes instead of `from`? A growth is checked against lim
+ * (NULL: no bounds) and the repository's quota, which counts its stored bytes and what all its
+ * sessions hold. *others: what the repository's other sessions hold.
+ */
+static int hold_check(struct index *idx, MDB_txn *txn, const char *repo, uint64_t from,
+                      uint64_t to, const struct index_upload_limits *lim, uint64_t *others)
+{
+    uint64_t held;
+    int rc = held_get(idx, txn, repo, &held);
+    if (rc != 0)
+        return rc;
+    held = add_signed(held, -(int64_t)from);
+    *others = held;
+    if (to > from) {
+        if (lim != NULL && lim->session != 0 && to > lim->session)
+            return RC_SESSION_BOUND;
+        if (lim != NULL && lim->repo != 0 && held + to > lim->repo)
+            return RC_REPO_BOUND;
+        struct key k;
+        uint64_t f[USAGE_FIELDS], quota;
+        usage_key(&k, 'r', repo);
+        rc = fields_get(idx, txn, &k, f, USAGE_FIELDS);
+        if (rc == 0)
+            rc = quota_of(idx, txn, f, &quota);
+        if (rc != 0)
+            return rc;
+        if (quota != 0 && f[0] + held + to > quota)
+            return RC_QUOTA;
+    }
+    return 0;
+}
+
+/* Changes what a session of repo holds from `from` to `to` bytes, checked by hold_check. */
+static int hold_change(struct index *idx, MDB_txn *txn, const char *repo, uint64_t from,
+                       uint64_t to, const struct index_upload_limits *lim)
+{
+    uint64_t others;
+    int rc = hold_check(idx, txn, repo, from, to, lim, &others);
+    return rc != 0 ? rc : held_put(idx, txn, repo, others + to);
+}
+
+static void upload_encode(struct wrec *w, const struct index_upload *u)
+{
+    put_u8(w, REC_VERSION);
+    put_u8(w, (uint8_t)u->alg);
+    put_u64(w, u->created);
+    put_str(w, u->repo);
+    put_u64(w, u->held);
 }
 
 /* An upload record into *out (written only when it decodes). */
@@ -837,10 +908,63 @@ static bool upload_decode(const MDB_val *v, struct index_upload *out)
     u.alg = alg == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
     u.created = get_u64(&r);
     get_str(&r, u.repo, sizeof(u.repo));
+    /* records written before sessions held bytes end here */
+    u.held = r.pos + 8 <= r.len ? get_u64(&r) : 0;
     if (r.bad)
         return false;
     *out = u;
     return true;
+}
+
+static int upload_record_get(struct index *idx, MDB_txn *txn, const char *id,
+                             struct index_upload *out)
+{
+    struct key k;
+    key1(&k, id);
+    MDB_val v;
+    int rc = mdb_get(txn, idx->db[DB_UPLOADS], &k.val, &v);
+    if (rc == 0)
+        rc = upload_decode(&v, out) ? 0 : MDB_CORRUPTED;
+    return rc;
+}
+
+static int upload_record_put(struct index *idx, MDB_txn *txn, const char *id,
+                             const struct index_upload *u, unsigned flags)
+{
+    struct key k;
+    key1(&k, id);
+    struct wrec w = {.len = 0};
+    upload_encode(&w, u);
+    MDB_val v = wrec_val(&w);
+    return w.overflow ? EINVAL : mdb_put(txn, idx->db[DB_UPLOADS], &k.val, &v, flags);
+}
+
+/* Deletes a session's record and gives back what it held. */
+static int upload_record_del(struct index *idx, MDB_txn *txn, const char *id)
+{
+    struct index_upload u;
+    int rc = upload_record_get(idx, txn, id, &u);
+    if (rc == 0 && u.held != 0)
+        rc = hold_change(idx, txn, u.repo, u.held, 0, NULL);
+    if (rc == 0 || rc == MDB_CORRUPTED) {
+        struct key k;
+        key1(&k, id);
+        rc = mdb_del(txn, idx->db[DB_UPLOADS], &k.val, NULL);
+    }
+    return rc;
+}
+
+enum store_err index_upload_put(struct index *idx, const char *id, const struct index_upload *u,
+                                const struct index_upload_limits *lim)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    rc = upload_record_put(idx, txn, id, u, MDB_NOOVERWRITE);
+    if (rc == 0 && u->held != 0)
+        rc = hold_change(idx, txn, u->repo, 0, u->held, lim);
+    return txn_end(txn, rc);
 }
 
 enum store_err index_upload_get(struct index *idx, const char *id, struct index_upload *out)
@@ -849,13 +973,56 @@ enum store_err index_upload_get(struct index *idx, const char *id, struct index_
     int rc = txn_begin(idx, false, &txn);
     if (rc != 0)
         return map_mdb(rc);
-    struct key k;
-    key1(&k, id);
-    MDB_val v;
-    rc = mdb_get(txn, idx->db[DB_UPLOADS], &k.val, &v);
-    if (rc == 0)
-        rc = upload_decode(&v, out) ? 0 : MDB_CORRUPTED;
+    rc = upload_record_get(idx, txn, id, out);
     mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_upload_hold(struct index *idx, const char *id, uint64_t bytes,
+                                 const struct index_upload_limits *lim)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, true, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    struct index_upload u;
+    rc = upload_record_get(idx, txn, id, &u);
+    if (rc == 0 && u.held == bytes) {
+        mdb_txn_abort(txn);
+        return STORE_OK;
+    }
+    if (rc == 0)
+        rc = hold_change(idx, txn, u.repo, u.held, bytes, lim);
+    u.held = bytes;
+    if (rc == 0)
+        rc = upload_record_put(idx, txn, id, &u, 0);
+    return txn_end(txn, rc);
+}
+
+enum store_err index_upload_check(struct index *idx, const char *repo, uint64_t bytes,
+                                  const struct index_upload_limits *lim)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t others;
+    rc = hold_check(idx, txn, repo, 0, bytes, lim, &others);
+    mdb_txn_abort(txn);
+    return map_mdb(rc);
+}
+
+enum store_err index_upload_held(struct index *idx, const char *repo, uint64_t *bytes)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(idx, false, &txn);
+    if (rc != 0)
+        return map_mdb(rc);
+    uint64_t b;
+    rc = held_get(idx, txn, repo, &b);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        *bytes = b;
     return map_mdb(rc);
 }
 
@@ -865,9 +1032,7 @@ enum store_err index_upload_del(struct index *idx, const char *id)
     int rc = txn_begin(idx, true, &txn);
     if (rc != 0)
         return map_mdb(rc);
-    struct key k;
-    key1(&k, id);
-    rc = mdb_del(txn, idx->db[DB_UPLOADS], &k.val, NULL);
+    rc = upload_record_del(idx, txn, id);
     return txn_end(txn, rc);
 }
 
@@ -2320,6 +2485,109 @@ static int collect_digests(struct index *idx, MDB_txn *txn, enum dbi db, struct 
     return rc == MDB_NOTFOUND ? (out->failed ? ENOMEM : 0) : rc;
 }
 
+struct repo_sum {
+    char repo[NAME_MAX_LEN + 1];
+    uint64_t records; /* what the upload records of the repository hold */
+    uint64_t figure;  /* what its "w" entry says */
+};
+
+struct repo_sums {
+    struct repo_sum *v;
+    size_t n, cap;
+};
+
+static int repo_sum_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct repo_sum *)a)->repo, ((const struct repo_sum *)b)->repo);
+}
+
+/* The entry of repo (added, zeroed, when absent; the array is sorted later); NULL: no memory. */
+static struct repo_sum *repo_sum_of(struct repo_sums *s, const char *repo)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].repo, repo) == 0)
+            return &s->v[i];
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        struct repo_sum *p = realloc(s->v, cap * sizeof(*p));
+        if (p == NULL)
+            return NULL;
+        s->v = p;
+        s->cap = cap;
+    }
+    struct repo_sum *e = &s->v[s->n++];
+    memset(e, 0, sizeof(*e));
+    snprintf(e->repo, sizeof(e->repo), "%s", repo);
+    return e;
+}
+
+/* What upload sessions hold per repository, against their records (*found counts problems). */
+static int fsck_upload_holds(struct index *idx, MDB_txn *txn, bool repair, index_problem_cb cb,
+                             void *arg, uint64_t *found)
+{
+    struct repo_sums sums = {NULL, 0, 0};
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, idx->db[DB_UPLOADS], &cur);
+    if (rc != 0)
+        return rc;
+    int crc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && crc == 0) {
+        struct index_upload u;
+        if (upload_decode(&v, &u) && u.held > 0) {
+            struct repo_sum *e = repo_sum_of(&sums, u.repo);
+            if (e == NULL)
+                rc = ENOMEM;
+            else
+                e->records += u.held;
+        }
+        crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, idx->db[DB_USAGE], &cur);
+    MDB_val start = {2, (void *)"w"};
+    k = start;
+    crc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : rc;
+    while (rc == 0 && crc == 0 && k.mv_size >= 2 && memcmp(k.mv_data, "w", 2) == 0) {
+        char repo[NAME_MAX_LEN + 1];
+        struct rrec r = rrec_of(&v);
+        uint64_t figure = get_u64(&r);
+        if (k.mv_size - 2 < sizeof(repo)) {
+            memcpy(repo, (char *)k.mv_data + 2, k.mv_size - 2);
+            repo[k.mv_size - 2] = '\0';
+            struct repo_sum *e = repo_sum_of(&sums, repo);
+            if (e == NULL)
+                rc = ENOMEM;
+            else
+                e->figure = figure;
+        }
+        crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (rc == 0 && crc != 0 && crc != MDB_NOTFOUND)
+        rc = crc;
+    if (sums.n > 1)
+        qsort(sums.v, sums.n, sizeof(*sums.v), repo_sum_cmp);
+    for (size_t i = 0; rc == 0 && i < sums.n; i++) {
+        struct repo_sum *e = &sums.v[i];
+        if (e->records == e->figure)
+            continue;
+        (*found)++;
+        char msg[NAME_MAX_LEN + 128];
+        snprintf(msg, sizeof(msg),
+                 "repository %s: upload sessions hold %llu bytes recorded, %llu counted", e->repo,
+                 (unsigned long long)e->figure, (unsigned long long)e->records);
+        cb("usage", msg, arg);
+        if (repair)
+            rc = held_put(idx, txn, e->repo, e->records);
+    }
+    free(sums.v);
+    return rc;
+}
+
 enum store_err index_fsck_counts(struct index *idx, bool repair, index_problem_cb cb, void *arg,
                                  uint64_t *problems)
 {
@@ -2471,6 +2739,8 @@ enum store_err index_fsck_counts(struct index *idx, bool repair, index_problem_c
         mdb_cursor_close(cur);
     if (rc == 0 && crc != 0 && crc != MDB_NOTFOUND)
         rc = crc;
+    if (rc == 0)
+        rc = fsck_upload_holds(idx, txn, repair, cb, arg, &found);
     *problems = found;
     if (!repair) {
         mdb_txn_abort(txn);

@@ -11,7 +11,7 @@
  *   links          repo\0blobdigest          -> size, linked-at
  *   blobs          digest                    -> size, refcount (links), created
  *   referrers      repo\0subject (dupsort)   -> referrer digest
- *   uploads        id                        -> algorithm, created, repo
+ *   uploads        id                        -> algorithm, created, repo, bytes held
  * Records are little-endian structs led by a version byte.
  *
  * Strings passed in (repo, tag, id) must already be validated (storage/names.h).
@@ -81,15 +81,50 @@ enum store_err index_blob_unlink(struct index *idx, const char *repo, const stru
 
 /* ---- upload sessions ---- */
 
+/*
+ * A session holds bytes (at least its data, perhaps some ahead of it): they count against its
+ * repository's quota with the repository's stored bytes, until the session is committed
+ * (index_blob_commit with its id) or deleted. What the sessions of a repository hold together
+ * is kept beside, changed in the same txns.
+ */
 struct index_upload {
     char repo[NAME_MAX_LEN + 1];
     enum digest_alg alg;
     uint64_t created;
+    uint64_t held; /* bytes held (records of older versions: 0) */
 };
 
-enum store_err index_upload_put(struct index *idx, const char *id, const struct index_upload *u);
+/* Bounds of what sessions hold; 0: none. */
+struct index_upload_limits {
+    uint64_t session; /* one session */
+    uint64_t repo;    /* the sessions of one repository together */
+};
+
+/*
+ * Records session id, holding u->held bytes from the start: checked as index_upload_hold
+ * checks a growth (lim may be NULL: the quota only).
+ */
+enum store_err index_upload_put(struct index *idx, const char *id, const struct index_upload *u,
+                                const struct index_upload_limits *lim);
 enum store_err index_upload_get(struct index *idx, const char *id, struct index_upload *out);
+/* Deletes the record, giving back what it held. */
 enum store_err index_upload_del(struct index *idx, const char *id);
+/*
+ * Makes session id hold `bytes`, more or less than before. A growth past lim->session is
+ * STORE_ETOOBIG, past lim->repo (with what the repository's other sessions hold) STORE_EBUSY,
+ * past the repository's quota (stored bytes and what all its sessions hold) STORE_EQUOTA;
+ * nothing changes then. STORE_ENOENT when the session has no record.
+ */
+enum store_err index_upload_hold(struct index *idx, const char *id, uint64_t bytes,
+                                 const struct index_upload_limits *lim);
+/*
+ * Could a new session of repo hold `bytes` now? The refusals of index_upload_hold, in a read
+ * txn, holding nothing: for a small body that lives only as long as its request.
+ */
+enum store_err index_upload_check(struct index *idx, const char *repo, uint64_t bytes,
+                                  const struct index_upload_limits *lim);
+/* What the upload sessions of repo hold together, bytes. */
+enum store_err index_upload_held(struct index *idx, const char *repo, uint64_t *bytes);
 
 /* ---- manifests and tags ---- */
 

@@ -4,8 +4,15 @@
  * figure of /admin/usage and /metrics is checked to the byte against what this test sent
  * and received. Then kill -9: storage figures survive exactly and transfer counters flushed
  * before it too. Quotas refuse what would exceed them. promtool checks /metrics.
+ * Upload sessions count against the quota while their bodies are written, and are bounded
+ * per session and per repository, across two server processes on one root.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +281,289 @@ static void test_quota(void)
     CHECK_INT(usage_of("bill/q").stored, ==, 60);
 }
 
+/* Bytes in the upload sessions' data files of a root. */
+static long long uploads_bytes(const char *root)
+{
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s/uploads", root);
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[600];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && stat(path, &st) == 0)
+            sum += st.st_size;
+    }
+    closedir(d);
+    return sum;
+}
+
+static void session_start(struct srv *s, const char *repo, char *loc, size_t cap)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/", repo);
+    struct resp *r = http(s, "POST", path, NULL, NULL, 0);
+    EXPECT(r, 202, NULL);
+    CHECK(resp_hdr(r, "Location", loc, cap) != NULL);
+    resp_free(r);
+}
+
+/* A PATCH of n bytes at offset `at`, with Content-Length (and Content-Range). */
+static struct resp *patch_at(struct srv *s, const char *loc, size_t at, const char *data,
+                             size_t n)
+{
+    char cr[64];
+    snprintf(cr, sizeof(cr), "Content-Range: %zu-%zu", at, at + n - 1);
+    return http(s, "PATCH", loc, (const char *[]){cr, "Content-Type: application/octet-stream",
+                                                   NULL},
+                data, n);
+}
+
+/* A PATCH whose body streams in (chunked transfer coding: no length known beforehand). */
+static struct resp *patch_streamed(struct srv *s, const char *loc, const char *data, size_t n)
+{
+    return http_chunked(s, "PATCH", loc, (const char *[]){"Content-Type: application/octet-stream",
+                                                           NULL},
+                        data, n);
+}
+
+/* The head of a request announcing `len` body bytes and sending none: the answer must come
+ * before the body (the connection is not half-closed). */
+static char *head_only(struct srv *s, const char *method, const char *path, size_t len)
+{
+    char raw[512];
+    int n = snprintf(raw, sizeof(raw),
+                     "%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     method, path, len);
+    return raw_exchange(s, raw, (size_t)n, false);
+}
+
+static void expect_raw(const char *out, const char *status, const char *needle, const char *what)
+{
+    if (strncmp(out, status, strlen(status)) != 0 || strstr(out, needle) == NULL) {
+        fprintf(stderr, "%s: want %s with \"%s\", got:\n%.1500s\n", what, status, needle, out);
+        abort();
+    }
+}
+
+static long long session_offset(struct srv *s, const char *loc)
+{
+    struct resp *r = http(s, "GET", loc, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    char range[64];
+    CHECK(resp_hdr(r, "Range", range, sizeof(range)) != NULL);
+    resp_free(r);
+    long long last = strtoll(strchr(range, '-') + 1, NULL, 10);
+    return last == 0 ? 0 : last + 1; /* "0-0": empty, as the sessions here never hold 1 byte */
+}
+
+static void session_commit(struct srv *s, const char *loc, const char *data, size_t n)
+{
+    char digest[80], path[512];
+    sha256_str(data, n, digest);
+    snprintf(path, sizeof(path), "%s?digest=%s", loc, digest);
+    struct resp *r = http(s, "PUT", path, NULL, NULL, 0);
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+}
+
+/* A repository with a 1 KiB quota and upload bodies of 3 MB: every kind refused at once,
+ * nothing big kept; sessions within the quota work, and count against it. */
+static void test_upload_quota(void)
+{
+    enum { BIG = 3000000 };
+    char out[80];
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "set", "bill/uq", "--quota", "1K", NULL}),
+              ==, 0);
+    char *big = malloc(BIG);
+    CHECK(big != NULL);
+    memset(big, 'b', BIG);
+    char loc[256], path[512], digest[80];
+    long long before = uploads_bytes(S.root);
+
+    /* a chunk of known length: refused before its body is read */
+    session_start(&S, "bill/uq", loc, sizeof(loc));
+    char *raw = head_only(&S, "PATCH", loc, BIG);
+    expect_raw(raw, "HTTP/1.1 403", "quota of 1024 bytes", "3 MB PATCH into a 1 KiB quota");
+    CHECK(strstr(raw, "\"DENIED\"") != NULL);
+    free(raw);
+    /* the same sent whole */
+    struct resp *r = patch_at(&S, loc, 0, big, BIG);
+    EXPECT(r, 403, "DENIED");
+    resp_free(r);
+    CHECK_INT(session_offset(&S, loc), ==, 0);
+    /* a streamed chunk: refused as it goes over, its bytes not kept */
+    r = patch_streamed(&S, loc, big, BIG);
+    EXPECT(r, 403, "DENIED");
+    CHECK(strstr(r->body, "quota of 1024 bytes") != NULL);
+    resp_free(r);
+    CHECK_INT(session_offset(&S, loc), ==, 0);
+    /* monolithic: refused before its body is read, and sent whole */
+    sha256_str(big, BIG, digest);
+    snprintf(path, sizeof(path), "/v2/bill/uq/blobs/uploads/?digest=%s", digest);
+    raw = head_only(&S, "POST", path, BIG);
+    expect_raw(raw, "HTTP/1.1 403", "quota of 1024 bytes", "3 MB monolithic POST");
+    free(raw);
+    r = http(&S, "POST", path, (const char *[]){"Content-Type: application/octet-stream", NULL},
+             big, BIG);
+    EXPECT(r, 403, "DENIED");
+    resp_free(r);
+    long long left = uploads_bytes(S.root) - before;
+    fprintf(stderr, "  after the refused 3 MB bodies: %lld bytes more in uploads/\n", left);
+    CHECK_INT(left, <=, 1024);
+    r = http(&S, "DELETE", loc, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    resp_free(r);
+
+    /* within the quota: sessions count against it while they hold their bytes */
+    char a[256], b[256], c[256], x[256], data[1024];
+    memset(data, 'q', sizeof(data));
+    session_start(&S, "bill/uq", a, sizeof(a));
+    session_start(&S, "bill/uq", b, sizeof(b));
+    /* a chunk in flight holds its announced length; cut off, it gives it back */
+    session_start(&S, "bill/uq", x, sizeof(x));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)S.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    char head[512];
+    int hn = snprintf(head, sizeof(head),
+                      "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                      "Content-Length: 1000\r\n\r\n0123456789",
+                      x);
+    CHECK(send(fd, head, (size_t)hn, MSG_NOSIGNAL) == hn);
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    for (int i = 0;; i++) {
+        r = patch_at(&S, a, 0, data, 100);
+        bool held = r->status == 403 && strstr(r->body, "1000 held by upload sessions") != NULL;
+        if (held)
+            break;
+        /* before the server has read the chunk's head: the PATCH went through; undo it */
+        EXPECT(r, 202, NULL);
+        resp_free(r);
+        CHECK(i < 250);
+        r = http(&S, "DELETE", a, NULL, NULL, 0);
+        EXPECT(r, 204, NULL);
+        resp_free(r);
+        session_start(&S, "bill/uq", a, sizeof(a));
+        nanosleep(&tick, NULL);
+    }
+    resp_free(r);
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    for (int i = 0;; i++) {
+        r = patch_at(&S, a, 0, data, 600);
+        if (r->status == 202)
+            break;
+        EXPECT(r, 403, "DENIED");
+        resp_free(r);
+        CHECK(i < 250); /* the server sees the cut within 5 s */
+        nanosleep(&tick, NULL);
+    }
+    resp_free(r);
+    CHECK_INT(session_offset(&S, x), ==, 0);
+    r = http(&S, "DELETE", x, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    resp_free(r);
+    r = patch_at(&S, b, 0, data + 1, 600);
+    EXPECT(r, 403, "DENIED");
+    CHECK(strstr(r->body, "600 held by upload sessions") != NULL);
+    resp_free(r);
+    r = http(&S, "DELETE", a, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    resp_free(r);
+    r = patch_at(&S, b, 0, data + 1, 600);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    session_commit(&S, b, data + 1, 600);
+    CHECK_INT(usage_of("bill/uq").stored, ==, 600);
+    /* monolithic within, then over */
+    push_blob_data(&S, "bill/uq", data + 2, 300, digest);
+    sha256_str(data + 3, 200, digest);
+    snprintf(path, sizeof(path), "/v2/bill/uq/blobs/uploads/?digest=%s", digest);
+    r = http(&S, "POST", path, NULL, data + 3, 200);
+    EXPECT(r, 403, "DENIED");
+    resp_free(r);
+    /* streamed within */
+    session_start(&S, "bill/uq", c, sizeof(c));
+    r = patch_streamed(&S, c, data + 4, 100);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    session_commit(&S, c, data + 4, 100);
+    CHECK_INT(usage_of("bill/uq").stored, ==, 1000);
+    CHECK_INT(uploads_bytes(S.root) - before, <=, 0);
+    free(big);
+}
+
+/* --max-upload-size 1M and --max-repo-upload-size 2M, with two server processes on one root. */
+static void test_upload_bounds(void)
+{
+    enum { K = 1024, BIG = 1536 * 1024 };
+    const char *const args[] = {"--max-upload-size", "1M", "--max-repo-upload-size", "2M", NULL};
+    struct srv a = {.log_to_file = true};
+    srv_start(&a, args);
+    struct srv b = a;
+    srv_restart(&b, args); /* a second process on the same root */
+    char *big = malloc(BIG);
+    CHECK(big != NULL);
+    memset(big, 'z', BIG);
+    char s1[256], s2[256], s3[256], s4[256], path[512], digest[80];
+
+    session_start(&a, "lim/app", s1, sizeof(s1));
+    char *raw = head_only(&a, "PATCH", s1, BIG);
+    expect_raw(raw, "HTTP/1.1 413", "--max-upload-size", "a 1.5 MiB chunk into a 1 MiB bound");
+    CHECK(strstr(raw, "\"SIZE_INVALID\"") != NULL);
+    free(raw);
+    struct resp *r = patch_at(&a, s1, 0, big, 600 * K);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    r = patch_at(&a, s1, 600 * K, big, 600 * K);
+    EXPECT(r, 413, "SIZE_INVALID");
+    resp_free(r);
+    CHECK_INT(session_offset(&a, s1), ==, 600 * K);
+    session_start(&a, "lim/app", s2, sizeof(s2));
+    r = patch_streamed(&a, s2, big, BIG);
+    EXPECT(r, 413, "SIZE_INVALID");
+    resp_free(r);
+    CHECK_INT(session_offset(&a, s2), ==, 0);
+    sha256_str(big, BIG, digest);
+    snprintf(path, sizeof(path), "/v2/lim/app/blobs/uploads/?digest=%s", digest);
+    raw = head_only(&a, "POST", path, BIG);
+    expect_raw(raw, "HTTP/1.1 413", "--max-upload-size", "a 1.5 MiB monolithic POST");
+    free(raw);
+    CHECK_INT(uploads_bytes(a.root), ==, 600 * K);
+
+    /* the repository's sessions together, whichever process holds them */
+    session_start(&b, "lim/app", s3, sizeof(s3));
+    r = patch_at(&b, s3, 0, big, 1024 * K);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    session_start(&a, "lim/app", s4, sizeof(s4));
+    r = patch_at(&a, s4, 0, big, 600 * K);
+    EXPECT(r, 429, "TOOMANYREQUESTS");
+    CHECK(strstr(r->body, "--max-repo-upload-size") != NULL);
+    resp_free(r);
+    r = http(&a, "DELETE", s3, NULL, NULL, 0);
+    EXPECT(r, 204, NULL);
+    resp_free(r);
+    r = patch_at(&b, s4, 0, big, 600 * K);
+    EXPECT(r, 202, NULL);
+    resp_free(r);
+    session_commit(&b, s4, big, 600 * K);
+    session_commit(&a, s1, big, 600 * K);
+    CHECK_INT(uploads_bytes(a.root), ==, 0);
+    free(big);
+    srv_stop(&b);
+    srv_stop(&a);
+    srv_cleanup(&a);
+}
+
 static void test_metrics_format(void)
 {
     struct resp *r = admin_get("/metrics");
@@ -342,6 +632,8 @@ int main(void)
     RUN(test_figures);
     RUN(test_aborted_download);
     RUN(test_quota);
+    RUN(test_upload_quota);
+    RUN(test_upload_bounds);
     RUN(test_metrics_format);
     RUN(test_kill9);
     srv_cleanup(&S);

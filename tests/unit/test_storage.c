@@ -295,7 +295,7 @@ static void test_index_blobs_and_lists(void)
 
     struct index_upload up = {.alg = DIGEST_SHA512, .created = 7}, got;
     strcpy(up.repo, "a/b");
-    CHECK_INT(index_upload_put(idx, "0123456789abcdef0123456789abcdef", &up), ==, STORE_OK);
+    CHECK_INT(index_upload_put(idx, "0123456789abcdef0123456789abcdef", &up, NULL), ==, STORE_OK);
     CHECK_INT(index_upload_get(idx, "0123456789abcdef0123456789abcdef", &got), ==, STORE_OK);
     CHECK_STR(got.repo, "a/b");
     CHECK_INT(got.alg, ==, DIGEST_SHA512);
@@ -305,12 +305,73 @@ static void test_index_blobs_and_lists(void)
     /* committing the blob of an upload drops the upload's record in the same txn */
     struct digest e;
     CHECK_INT(digest_of(DIGEST_SHA256, "xyz", 3, &e), ==, STORE_OK);
-    CHECK_INT(index_upload_put(idx, "fedcba9876543210fedcba9876543210", &up), ==, STORE_OK);
+    CHECK_INT(index_upload_put(idx, "fedcba9876543210fedcba9876543210", &up, NULL), ==, STORE_OK);
     CHECK_INT(index_blob_commit(idx, "a/b", &e, 3, NULL, NULL, NULL,
                                 "fedcba9876543210fedcba9876543210"),
               ==, STORE_OK);
     CHECK_INT(index_blob_linked(idx, "a/b", &e, &size), ==, STORE_OK);
     CHECK_INT(index_upload_get(idx, "fedcba9876543210fedcba9876543210", &got), ==, STORE_ENOENT);
+    index_close(idx);
+}
+
+static void print_problem(const char *kind, const char *msg, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "  fsck %s: %s\n", kind, msg);
+}
+
+/* What upload sessions hold counts against the quota, within their bounds, and is given back
+ * by a shrink, a delete and the commit of the blob. */
+static void test_upload_holds(void)
+{
+    fresh_dir();
+    struct index *idx = NULL;
+    CHECK_INT(index_open(&idx, tmpdir, 1 << 24), ==, STORE_OK);
+    const char *s1 = "11111111111111111111111111111111", *s2 = "22222222222222222222222222222222",
+               *s3 = "33333333333333333333333333333333";
+    struct index_upload up = {.alg = DIGEST_SHA256, .created = 1};
+    strcpy(up.repo, "q/r");
+    CHECK_INT(index_quota_set(idx, "q/r", 1000), ==, STORE_OK);
+    CHECK_INT(index_upload_put(idx, s1, &up, NULL), ==, STORE_OK);
+    CHECK_INT(index_upload_put(idx, s2, &up, NULL), ==, STORE_OK);
+    CHECK_INT(index_upload_hold(idx, s1, 600, NULL), ==, STORE_OK);
+    CHECK_INT(index_upload_hold(idx, s2, 500, NULL), ==, STORE_EQUOTA);
+    CHECK_INT(index_upload_hold(idx, s2, 400, NULL), ==, STORE_OK);
+    uint64_t held = 0;
+    CHECK_INT(index_upload_held(idx, "q/r", &held), ==, STORE_OK);
+    CHECK_INT(held, ==, 1000);
+    struct index_upload got;
+    CHECK_INT(index_upload_get(idx, s2, &got), ==, STORE_OK);
+    CHECK_INT(got.held, ==, 400);
+    /* a record that starts out holding bytes is checked the same way */
+    up.held = 1;
+    CHECK_INT(index_upload_put(idx, s3, &up, NULL), ==, STORE_EQUOTA);
+    CHECK_INT(index_upload_get(idx, s3, &got), ==, STORE_ENOENT);
+    CHECK_INT(index_upload_hold(idx, s1, 100, NULL), ==, STORE_OK); /* shrinks: always */
+    CHECK_INT(index_upload_del(idx, s2), ==, STORE_OK);
+    CHECK_INT(index_upload_held(idx, "q/r", &held), ==, STORE_OK);
+    CHECK_INT(held, ==, 100);
+    /* bounds: one session, the repository's sessions together */
+    struct index_upload_limits lim = {.session = 500, .repo = 700};
+    up.held = 501;
+    CHECK_INT(index_upload_put(idx, s3, &up, &lim), ==, STORE_ETOOBIG);
+    up.held = 500;
+    CHECK_INT(index_upload_put(idx, s3, &up, &lim), ==, STORE_OK);
+    CHECK_INT(index_upload_hold(idx, s1, 201, &lim), ==, STORE_EBUSY);
+    CHECK_INT(index_upload_hold(idx, s1, 200, &lim), ==, STORE_OK);
+    CHECK_INT(index_upload_del(idx, s3), ==, STORE_OK);
+    /* the commit of the blob gives back what its session held, in the same txn */
+    struct digest d;
+    CHECK_INT(digest_of(DIGEST_SHA256, "held", 4, &d), ==, STORE_OK);
+    CHECK_INT(index_blob_commit(idx, "q/r", &d, 150, NULL, NULL, NULL, s1), ==, STORE_OK);
+    CHECK_INT(index_upload_held(idx, "q/r", &held), ==, STORE_OK);
+    CHECK_INT(held, ==, 0);
+    struct index_usage u;
+    CHECK_INT(index_usage_get(idx, 'r', "q/r", &u), ==, STORE_OK);
+    CHECK_INT(u.stored_bytes, ==, 150);
+    uint64_t problems = 99;
+    CHECK_INT(index_fsck_counts(idx, false, print_problem, NULL, &problems), ==, STORE_OK);
+    CHECK_INT(problems, ==, 0);
     index_close(idx);
 }
 
@@ -605,6 +666,7 @@ int main(void)
     RUN(test_index_manifests);
     RUN(test_usage);
     RUN(test_gc_rechecks);
+    RUN(test_upload_holds);
     RUN(test_schema_versions);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
