@@ -208,9 +208,12 @@ enum MHD_Result api_manifest_prepare(struct request *r)
         break;
     }
     const char *cl = req_header(r, "Content-Length");
-    uint64_t len;
+    uint64_t len = 0, reserve;
     if (cl != NULL && parse_u64(cl, strlen(cl), &len) && len > r->srv->cfg.max_manifest)
         return reply_error(r, API_MANIFEST_TOO_BIG, "manifest exceeds the size limit");
+    /* below the free-space reserve only deletes and gc go on, so they can always run */
+    if (server_space_check(r->srv, len, &reserve) != STORE_OK)
+        return reply_space_reserve(r, reserve);
     r->on_body = body_buffer;
     r->on_done = manifest_put;
     return MHD_YES;

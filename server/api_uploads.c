@@ -89,6 +89,11 @@ static enum MHD_Result reply_hold_error(struct request *r, enum store_err e, con
         log_info("%s: %s", what, detail);
         return reply_error(r, API_TOOMANYREQUESTS, detail);
     }
+    case STORE_ENOSPC: {
+        uint64_t reserve = 0;
+        (void)server_space_check(r->srv, 0, &reserve);
+        return reply_space_reserve(r, reserve);
+    }
     default:
         return reply_store_error(r, e, what); /* the quota (403 DENIED), or the index failed */
     }
@@ -102,9 +107,14 @@ static enum store_err hold(struct request *r, uint64_t total)
     uint64_t max = r->srv->cfg.max_upload_size;
     if (max != 0 && total > max)
         return STORE_ETOOBIG; /* the index would say so too */
+    uint64_t reserve;
+    uint64_t written = upload_offset(r->up);
+    enum store_err rc = server_space_check(r->srv, total - written, &reserve);
+    if (rc != STORE_OK)
+        return rc;
     const struct index_upload_limits lim = {r->srv->cfg.max_upload_size,
                                             r->srv->cfg.max_repo_upload_size};
-    enum store_err rc = index_upload_hold(r->srv->idx, r->upload_id, total, &lim);
+    rc = index_upload_hold(r->srv->idx, r->upload_id, total, &lim);
     if (rc == STORE_OK)
         r->held = total;
     return rc;
@@ -112,7 +122,7 @@ static enum store_err hold(struct request *r, uint64_t total)
 
 static bool hold_refusal(enum store_err e)
 {
-    return e == STORE_EQUOTA || e == STORE_ETOOBIG || e == STORE_EBUSY;
+    return e == STORE_EQUOTA || e == STORE_ETOOBIG || e == STORE_EBUSY || e == STORE_ENOSPC;
 }
 
 static enum store_err body_write(struct request *r, const char *data, size_t len)
@@ -272,7 +282,8 @@ static enum store_err session_create(struct request *r, enum digest_alg alg, uin
     *refused = false;
     if (!upload_id_new(r->upload_id))
         return STORE_EIO;
-    enum store_err rc = STORE_OK;
+    uint64_t reserve;
+    enum store_err rc = server_space_check(srv, initial, &reserve);
     if (srv->cfg.max_upload_size != 0 && initial > srv->cfg.max_upload_size)
         rc = STORE_ETOOBIG;
     if (rc == STORE_OK && !with_record && initial > 0)

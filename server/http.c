@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,8 @@ void server_config_defaults(struct server_config *cfg)
     cfg->max_connections = 1000;
     cfg->max_upload_size = (uint64_t)64 << 30;
     cfg->max_repo_upload_size = (uint64_t)256 << 30;
+    cfg->min_free_bytes = 256u << 20;
+    cfg->min_free_percent = 1;
     cfg->auth = AUTH_MODE_NONE;
     cfg->service = "ocireg";
     cfg->issuer = "ocireg";
@@ -146,6 +149,36 @@ enum MHD_Result reply_retry_later(struct request *r, const char *detail)
     if (resp != NULL)
         resp_header(resp, "Retry-After", "1");
     return reply(r, api_err_status(API_UNAVAILABLE), resp);
+}
+
+enum store_err server_space_check(struct server *srv, uint64_t more, uint64_t *reserve)
+{
+    const struct server_config *cfg = &srv->cfg;
+    struct statvfs sv;
+    *reserve = 0;
+    if ((cfg->min_free_bytes == 0 && cfg->min_free_percent == 0) || statvfs(cfg->root, &sv) != 0)
+        return STORE_OK; /* no reserve, or unknown: a full disk is reported by the write */
+    uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize;
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    uint64_t by_percent = size / 100 * cfg->min_free_percent;
+    if (cfg->min_free_bytes == 0)
+        *reserve = by_percent;
+    else if (cfg->min_free_percent == 0 || cfg->min_free_bytes < by_percent)
+        *reserve = cfg->min_free_bytes;
+    else
+        *reserve = by_percent;
+    return avail >= *reserve && avail - *reserve >= more ? STORE_OK : STORE_ENOSPC;
+}
+
+enum MHD_Result reply_space_reserve(struct request *r, uint64_t reserve)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail),
+             "free space is below the reserve of %llu bytes kept for deletes and garbage "
+             "collection (--min-free-space)",
+             (unsigned long long)reserve);
+    log_info("%s %s refused: %s", route_label(r->route.kind), r->name, detail);
+    return reply_error(r, API_INSUFFICIENT_STORAGE, detail);
 }
 
 void req_count_download(struct request *r, uint64_t body_len)

@@ -147,7 +147,13 @@ enum MHD_Result reply_error(struct request *r, enum api_err e, const char *detai
 enum MHD_Result reply_store_error(struct request *r, enum store_err e, const char *what);
 /* 503 UNAVAILABLE with Retry-After: the server is at a capacity limit for now. */
 enum MHD_Result reply_retry_later(struct request *r, const char *detail);
-
+/*
+ * STORE_ENOSPC when writing `more` bytes would take the storage root's file system below the
+ * free-space reserve (--min-free-space), whose size goes to *reserve; STORE_OK otherwise.
+ */
+enum store_err server_space_check(struct server *srv, uint64_t more, uint64_t *reserve);
+/* 507 naming the free-space reserve. */
+enum MHD_Result reply_space_reserve(struct request *r, uint64_t reserve);
 
 /*
  * Accounting of what a request moved: counts egress of the body about to be sent (at

@@ -66,6 +66,9 @@ static const char usage_serve[] =
     "  --max-repo-upload-size SIZE\n"
     "                           bytes the upload sessions of one repository may hold together\n"
     "                           (default 256G; 0: no bound); more is refused 429\n"
+    "  --min-free-space SIZE|N% free space kept for deletes and gc: below it uploads and\n"
+    "                           manifest PUTs are refused 507 (default: 256M or 1% of the file\n"
+    "                           system, whichever is less; 0: none)\n"
     "  --shutdown-grace DURATION\n"
     "                           time in-flight requests get at shutdown (default 10s)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
@@ -146,6 +149,7 @@ enum {
     OPT_MAX_PENDING,
     OPT_MAX_UPLOAD,
     OPT_MAX_REPO_UPLOAD,
+    OPT_MIN_FREE,
     OPT_GRACE,
     OPT_LOG_LEVEL,
     OPT_AUTH,
@@ -185,6 +189,7 @@ static const struct option serve_opts[] = {
     {"max-pending-connections", required_argument, NULL, OPT_MAX_PENDING},
     {"max-upload-size", required_argument, NULL, OPT_MAX_UPLOAD},
     {"max-repo-upload-size", required_argument, NULL, OPT_MAX_REPO_UPLOAD},
+    {"min-free-space", required_argument, NULL, OPT_MIN_FREE},
     {"shutdown-grace", required_argument, NULL, OPT_GRACE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"auth", required_argument, NULL, OPT_AUTH},
@@ -285,6 +290,23 @@ static int serve_main(int argc, char **argv)
                                  "--max-repo-upload-size: expected bytes (e.g. 256G)", optarg);
             cfg.max_repo_upload_size = v;
             break;
+        case OPT_MIN_FREE: {
+            size_t n = strlen(optarg);
+            if (n > 1 && optarg[n - 1] == '%') {
+                if (!parse_u64(optarg, n - 1, &v) || v > 90)
+                    return bad_usage(usage_serve, "--min-free-space: expected 0% to 90%", optarg);
+                cfg.min_free_percent = (unsigned)v;
+                cfg.min_free_bytes = 0;
+            } else {
+                if (!cli_parse_bytes(optarg, &v))
+                    return bad_usage(usage_serve,
+                                     "--min-free-space: expected bytes (e.g. 256M) or N%",
+                                     optarg);
+                cfg.min_free_bytes = v;
+                cfg.min_free_percent = 0;
+            }
+            break;
+        }
         case OPT_GRACE:
             if (!cli_parse_duration(optarg, &v) || v > 3600)
                 return bad_usage(usage_serve, "--shutdown-grace: expected 0s..1h", optarg);

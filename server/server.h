@@ -20,6 +20,10 @@ struct server_config {
                                * 0: max_connections, at most a quarter of RLIMIT_NOFILE */
     uint64_t max_upload_size;      /* bytes one upload session may hold; 0: no bound */
     uint64_t max_repo_upload_size; /* bytes the sessions of one repository hold; 0: no bound */
+    /* free space kept for deletes and gc: uploads and manifest PUTs are refused below it; the
+     * smaller of the two when both are set, none when both are 0 */
+    uint64_t min_free_bytes;
+    unsigned min_free_percent; /* of the file system's size */
 
     enum server_auth { AUTH_MODE_NONE, AUTH_MODE_BASIC, AUTH_MODE_TOKEN } auth;
     bool auth_set;              /* --auth was given: required off loopback */

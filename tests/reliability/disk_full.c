@@ -15,6 +15,11 @@
  * a clear 5xx JSON error (507), no crash, the server still answers, what was acknowledged
  * still reads back, the refused tag and digest are 404, and the server stops cleanly.
  *
+ * Reserve: with --min-free-space 4M on a fresh 24 MiB tmpfs, images (a 1 MiB layer and a
+ * manifest each) are pushed until the reserve refuses one (507 naming --min-free-space); then
+ * a manifest DELETE and `ocireg gc --grace 0` succeed at once and free space, and pushes work
+ * again: space can always be reclaimed through the registry.
+ *
  * The tmpfs is mounted in a private mount namespace of this test (unshare): it disappears
  * with the test and its servers whatever happens. Without root or when mounting is not
  * permitted the test is skipped (exit 77, a "SKIP:" line).
@@ -445,6 +450,111 @@ static void disk_phase(void)
     free(data);
 }
 
+static uint64_t free_bytes(const char *path)
+{
+    struct statvfs vfs;
+    CHECK(statvfs(path, &vfs) == 0);
+    return (uint64_t)vfs.f_bavail * vfs.f_frsize;
+}
+
+/* An image of REPO: a shared config, a 1 MiB layer and a manifest tagged tag. Returns the
+ * status of the first refused request (0: all stored); *mdg is the manifest's digest. */
+static long push_image(struct srv *s, const char *cfg, const char *tag, char *mdg,
+                       struct resp **refusal)
+{
+    static unsigned char layer[BLOB];
+    rel_fill(&seed, layer, BLOB);
+    char ld_s[72];
+    struct resp *r = push_mono(s, layer, BLOB, ld_s);
+    if (r->status != 201) {
+        *refusal = r;
+        return r->status;
+    }
+    resp_free(r);
+    char body[1024];
+    const char *ld[1] = {ld_s};
+    size_t ll[1] = {BLOB};
+    size_t n = rel_manifest(body, sizeof(body), cfg, strlen(CFG), ld, ll, 1, tag);
+    sha256_str(body, n, mdg);
+    r = put_manifest_body(s, REPO, tag, MT_MANIFEST, body);
+    if (r->status != 201) {
+        *refusal = r;
+        return r->status;
+    }
+    resp_free(r);
+    return 0;
+}
+
+static void reserve_phase(void)
+{
+    struct srv R = {.log_to_file = true};
+    srv_start(&R, NULL);
+    srv_stop(&R);
+    if (mount("tmpfs", R.root, "tmpfs", 0, "size=24m,mode=0755") != 0)
+        FAILF("cannot mount a second tmpfs on %s: %s", R.root, strerror(errno));
+    const char *const args[] = {"--min-free-space", "4M", NULL};
+    srv_restart(&R, args);
+    fprintf(stderr, "reserve: server directory %s, --min-free-space 4M\n", R.dir);
+    char cfg[72], digests[32][72];
+    push_blob_data(&R, REPO, CFG, strlen(CFG), cfg);
+    int pushed = 0;
+    struct resp *refusal = NULL;
+    long st = 0;
+    while (pushed < 32) {
+        char tag[16];
+        snprintf(tag, sizeof(tag), "r%d", pushed);
+        st = push_image(&R, cfg, tag, digests[pushed], &refusal);
+        if (st != 0)
+            break;
+        pushed++;
+    }
+    uint64_t left = free_bytes(R.root);
+    fprintf(stderr, "  %d images stored, then %ld %.300s; %llu KiB free\n", pushed, st,
+            refusal != NULL ? refusal->body : "", (unsigned long long)left / 1024);
+    if (st == 0)
+        FAILF("reserve: 32 images of 1 MiB fit in a 24 MiB tmpfs?");
+    if (st != 507 || strstr(refusal->body, "--min-free-space") == NULL) {
+        show("push below the free-space reserve", refusal);
+        FAILF("reserve: want 507 naming --min-free-space");
+    }
+    resp_free(refusal);
+    CHECK_INT(pushed, >=, 5);
+    CHECK_INT(left, >=, 3u << 20);
+    /* reclaiming works at once, through the registry and gc */
+    for (int i = 0; i < 3; i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v2/%s/manifests/%.71s", REPO, digests[i]);
+        struct resp *r = http(&R, "DELETE", path, NULL, NULL, 0);
+        if (r->status != 202) {
+            show("manifest DELETE below the free-space reserve", r);
+            FAILF("reserve: a manifest DELETE was refused");
+        }
+        resp_free(r);
+    }
+    char out[8192];
+    int rc = run_cli(&R, NULL, out, sizeof(out),
+                     (const char *const[]){"gc", "--grace", "0", "--json", NULL});
+    fprintf(stderr, "  ocireg gc --grace 0 (exit %d): %s", rc, out);
+    CHECK_INT(rc, ==, 0);
+    uint64_t after = free_bytes(R.root);
+    fprintf(stderr, "  after 3 manifest DELETEs and gc: %llu KiB free\n",
+            (unsigned long long)after / 1024);
+    CHECK_INT(after, >=, left + (5u << 19)); /* the 3 MiB of layers, less index pages */
+    char mdg[72];
+    st = push_image(&R, cfg, "again", mdg, &refusal);
+    if (st != 0) {
+        show("push after gc freed space", refusal);
+        FAILF("reserve: a push after gc was refused");
+    }
+    server_alive(&R);
+    int fsck = rel_fsck(&R);
+    if (fsck != 0)
+        DEFER("ocireg fsck exited %d after the reserve phase (want 0)", fsck);
+    srv_stop(&R);
+    CHECK(umount(R.root) == 0);
+    srv_cleanup(&R);
+}
+
 static void map_phase(void)
 {
     struct srv M = {.log_to_file = true};
@@ -562,6 +672,7 @@ int main(void)
     srv_stop(&S);
     CHECK(umount(S.root) == 0);
     srv_cleanup(&S);
+    reserve_phase();
     map_phase();
     if (deferred > 0)
         FAILF("%d failures (above)", deferred);
