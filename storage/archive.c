@@ -60,11 +60,6 @@ static enum store_err zwrite(struct zout *z, const void *data, size_t len, ZSTD_
     return STORE_OK;
 }
 
-static void octal(char *field, size_t width, uint64_t v)
-{
-    snprintf(field, width, "%0*llo", (int)width - 1, (unsigned long long)v);
-}
-
 static void checksum(unsigned char *h)
 {
     memset(h + 148, ' ', 8);
@@ -80,35 +75,37 @@ static enum store_err tar_header(struct zout *z, const char *name, uint64_t size
     unsigned char h[TAR_BLOCK];
     memset(h, 0, sizeof(h));
     size_t nl = strlen(name);
-    if (nl > 100) {
-        /* a pax header carries the long path (sha512 blobs) */
-        char rec[300];
-        int rl = 0;
-        for (int digits = 1; digits < 5; digits++) {
-            int want = snprintf(NULL, 0, " path=%s\n", name) + digits;
-            if (snprintf(NULL, 0, "%d", want) == digits) {
-                rl = snprintf(rec, sizeof(rec), "%d path=%s\n", want, name);
-                break;
-            }
+    if (nl > 100 || size > TAR_OCTAL_SIZE_MAX) {
+        /* a pax header carries a long path (sha512 blobs) and a size past the octal field */
+        char rec[400], num[24];
+        size_t rl = 0, n = 1;
+        if (nl > 100) {
+            n = tar_pax_record(rec, sizeof(rec), "path", name);
+            rl += n;
         }
-        if (rl <= 0 || (size_t)rl >= sizeof(rec))
+        if (n != 0 && size > TAR_OCTAL_SIZE_MAX) {
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)size);
+            n = tar_pax_record(rec + rl, sizeof(rec) - rl, "size", num);
+            rl += n;
+        }
+        if (n == 0)
             return STORE_EINVAL;
         enum store_err rc = tar_header(z, "PaxHeader", (uint64_t)rl, 'x');
         if (rc == STORE_OK)
-            rc = zwrite(z, rec, (size_t)rl, ZSTD_e_continue);
+            rc = zwrite(z, rec, rl, ZSTD_e_continue);
         char pad[TAR_BLOCK] = {0};
         if (rc == STORE_OK && rl % TAR_BLOCK)
-            rc = zwrite(z, pad, TAR_BLOCK - (size_t)rl % TAR_BLOCK, ZSTD_e_continue);
+            rc = zwrite(z, pad, TAR_BLOCK - rl % TAR_BLOCK, ZSTD_e_continue);
         if (rc != STORE_OK)
             return rc;
-        nl = 100;
+        nl = nl > 100 ? 100 : nl;
     }
     memcpy(h, name, nl);
-    octal((char *)h + 100, 8, 0644);
-    octal((char *)h + 108, 8, 0);
-    octal((char *)h + 116, 8, 0);
-    octal((char *)h + 124, 12, size);
-    octal((char *)h + 136, 12, 0);
+    tar_number_put(h + 100, 8, 0644);
+    tar_number_put(h + 108, 8, 0);
+    tar_number_put(h + 116, 8, 0);
+    tar_number_put(h + 124, 12, size);
+    tar_number_put(h + 136, 12, 0);
     h[156] = (unsigned char)type;
     memcpy(h + 257, "ustar", 6);
     memcpy(h + 263, "00", 2);

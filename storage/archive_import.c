@@ -242,6 +242,8 @@ struct tar_reader {
     uint64_t left, pad;
     char name[300];
     char pax_path[300];
+    bool pax_has_size; /* the next entry's size, from a pax "size" record */
+    uint64_t pax_size;
     char type;
     bool in_data, done;
     /* the entry being read */
@@ -254,13 +256,6 @@ struct tar_reader {
     enum store_err rc;
 };
 
-static uint64_t parse_octal(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n && p[i] >= '0' && p[i] <= '7'; i++)
-        v = v * 8 + (uint64_t)(p[i] - '0');
-    return v;
-}
 
 /* A blobs/<alg>/<hex> entry of t->left bytes: read it (first pass), stage it, or skip it. */
 static void blob_begin(struct importer *im, struct tar_reader *t)
@@ -307,7 +302,14 @@ static void blob_begin(struct importer *im, struct tar_reader *t)
 static void entry_begin(struct importer *im, struct tar_reader *t)
 {
     t->type = (char)t->hdr[156];
-    t->left = parse_octal(t->hdr + 124, 12);
+    if (!tar_number_get(t->hdr + 124, 12, &t->left)) {
+        t->rc = archive_fail(im->err, im->errcap, STORE_EINVAL, "a tar header is damaged");
+        return;
+    }
+    if (t->pax_has_size) {
+        t->left = t->pax_size;
+        t->pax_has_size = false;
+    }
     t->pad = (TAR_BLOCK - t->left % TAR_BLOCK) % TAR_BLOCK;
     if (t->pax_path[0] != '\0') {
         snprintf(t->name, sizeof(t->name), "%s", t->pax_path);
@@ -431,6 +433,39 @@ static void stage_end(struct importer *im, struct tar_reader *t)
         t->rc = declare_refs(im, im->small, im->small_len);
 }
 
+/* The records "LEN key=value\n" of a pax header: path and size matter to the next entry. */
+static enum store_err pax_records(struct importer *im, struct tar_reader *t)
+{
+    size_t pos = 0;
+    while (pos < t->pax_len) {
+        const char *rec = t->pax + pos;
+        size_t avail = t->pax_len - pos, digits = 0;
+        uint64_t len = 0;
+        while (digits < avail && digits < 6 && rec[digits] >= '0' && rec[digits] <= '9')
+            len = len * 10 + (uint64_t)(rec[digits++] - '0');
+        if (digits == 0 || digits >= avail || rec[digits] != ' ' || len <= digits + 1 ||
+            len > avail || rec[len - 1] != '\n')
+            return archive_fail(im->err, im->errcap, STORE_EINVAL, "a pax header is damaged");
+        const char *kv = rec + digits + 1, *end = rec + len - 1;
+        const char *eq = memchr(kv, '=', (size_t)(end - kv));
+        if (eq == NULL)
+            return archive_fail(im->err, im->errcap, STORE_EINVAL, "a pax header is damaged");
+        size_t kl = (size_t)(eq - kv), vl = (size_t)(end - eq - 1);
+        if (kl == 4 && memcmp(kv, "path", 4) == 0) {
+            if (vl >= sizeof(t->pax_path))
+                return archive_fail(im->err, im->errcap, STORE_EINVAL, "a path is too long");
+            memcpy(t->pax_path, eq + 1, vl);
+            t->pax_path[vl] = '\0';
+        } else if (kl == 4 && memcmp(kv, "size", 4) == 0) {
+            if (!tar_decimal_get(eq + 1, vl, &t->pax_size))
+                return archive_fail(im->err, im->errcap, STORE_EINVAL, "a pax size is damaged");
+            t->pax_has_size = true;
+        }
+        pos += (size_t)len;
+    }
+    return STORE_OK;
+}
+
 static void entry_end(struct importer *im, struct tar_reader *t)
 {
     if (t->want_blob) {
@@ -441,14 +476,7 @@ static void entry_end(struct importer *im, struct tar_reader *t)
         im->index_json[im->index_len] = '\0';
         t->rc = declare_index(im);
     } else if (t->want_pax) {
-        /* records "LEN key=value\n": only path matters */
-        t->pax[t->pax_len] = '\0';
-        char *path = strstr(t->pax, " path=");
-        if (path != NULL) {
-            path += 6;
-            path[strcspn(path, "\n")] = '\0';
-            snprintf(t->pax_path, sizeof(t->pax_path), "%s", path);
-        }
+        t->rc = pax_records(im, t);
     }
     t->want_blob = t->want_small = t->want_index = t->want_pax = false;
 }
@@ -474,12 +502,13 @@ static void tar_feed(struct importer *im, struct tar_reader *t, const char *p, s
                 t->done = true;
                 return;
             }
-            unsigned want = (unsigned)parse_octal(t->hdr + 148, 8);
+            uint64_t want = 0;
+            bool sum_ok = tar_number_get(t->hdr + 148, 8, &want);
             memset(t->hdr + 148, ' ', 8);
             unsigned sum = 0;
             for (int i = 0; i < TAR_BLOCK; i++)
                 sum += t->hdr[i];
-            if (sum != want) {
+            if (!sum_ok || sum != want) {
                 t->rc = archive_fail(im->err, im->errcap, STORE_EINVAL, "a tar header is damaged");
                 return;
             }

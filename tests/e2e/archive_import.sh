@@ -9,9 +9,11 @@
 #           the same root, which holds no new file afterwards
 #   fds     600 blobs imported, exported and imported again under `ulimit -n 128`; with too few
 #           descriptors to work at all, the error says so
+#   pax     every entry's size in a pax record (the ustar size field then 0, as pax writers do
+#           for blobs of 8 GiB and more): imported by that size, every byte as generated
 # Usage: archive_import.sh OCIREG CASE
 . "$(dirname "$0")/lib.sh" "$@"
-CASE=${2:?usage: $0 OCIREG nested|bomb|fds}
+CASE=${2:?usage: $0 OCIREG nested|bomb|fds|pax}
 
 e2e_need python3 zstd curl jq prlimit
 
@@ -28,19 +30,27 @@ kind, out = sys.argv[1], sys.argv[2]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 REF = "org.opencontainers.image.ref.name"
+# kind pax: every entry's size in a pax record; python's tarfile then writes 0 in the ustar
+# size field, so only a reader of the record finds the data's end
+pax_size = kind == "pax"
 if out == "-":
     tar = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT)
 else:
     tar = tarfile.open(out, "w", format=tarfile.PAX_FORMAT)
 entries = set()
 
+def entry(name, data):
+    ti = tarfile.TarInfo(name)
+    ti.size = len(data)
+    if pax_size:
+        ti.pax_headers = {"size": str(len(data)), "comment": "size=1 path=decoy"}
+    tar.addfile(ti, io.BytesIO(data))
+
 def add(data):
     d = "sha256:" + hashlib.sha256(data).hexdigest()
     if d not in entries:
         entries.add(d)
-        ti = tarfile.TarInfo("blobs/sha256/" + d[7:])
-        ti.size = len(data)
-        tar.addfile(ti, io.BytesIO(data))
+        entry("blobs/sha256/" + d[7:], data)
     return d
 
 def desc(mt, data, d):
@@ -60,9 +70,7 @@ def finish(tops):
     idx = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": tops}
     for name, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
                        ("index.json", json.dumps(idx).encode())):
-        ti = tarfile.TarInfo(name)
-        ti.size = len(data)
-        tar.addfile(ti, io.BytesIO(data))
+        entry(name, data)
     tar.close()
 
 if kind == "nested":
@@ -97,6 +105,29 @@ elif kind == "many":
         top["annotations"] = {REF: "many/r%d:t%d" % (i % 3, i)}
         tops.append(top)
     finish(tops)
+elif kind == "pax":
+    layers = [b"pax layer one\n" * 100, bytes(range(256)) * 37]
+    for i, l in enumerate(layers):
+        open(os.path.join(os.path.dirname(out), "layer%d" % i), "wb").write(l)
+    top = image(layers, "pax")
+    top["annotations"] = {REF: "pax/app:v1"}
+    finish([top])
+    # what a writer does past 8 GiB: the ustar size field 0 (or base-256), the size in the
+    # record; here with small blobs, by rewriting each header that follows a pax header
+    raw = bytearray(open(out, "rb").read())
+    pos = 0
+    while pos + 512 <= len(raw) and raw[pos:pos + 512] != bytes(512):
+        size = int(bytes(raw[pos + 124:pos + 136]).rstrip(b"\0 ") or b"0", 8)
+        nxt = pos + 512 + (size + 511) // 512 * 512
+        if raw[pos + 156:pos + 157] == b"x":
+            rec = bytes(raw[pos + 512:pos + 512 + size])
+            real = int(rec.split(b" size=")[1].split(b"\n")[0])
+            raw[nxt + 124:nxt + 136] = b"00000000000\0"
+            raw[nxt + 148:nxt + 156] = b"        "
+            raw[nxt + 148:nxt + 156] = b"%06o\0 " % sum(raw[nxt:nxt + 512])
+            nxt = nxt + 512 + (real + 511) // 512 * 512
+        pos = nxt
+    open(out, "wb").write(raw)
 else:
     sys.exit("unknown kind " + kind)
 PY
@@ -234,6 +265,39 @@ fds)
         fi
     done
     [ "$said" -gt 0 ] || fail "no failure at a low descriptor limit said 'too many open files'"
+    ;;
+pax)
+    craft pax "$E2E_DIR/pax.tar"
+    # the writer did what this case is about: ustar size fields of 0 beside pax size records
+    python3 - "$E2E_DIR/pax.tar" <<'PY' || fail "python's tarfile did not write pax sizes"
+import sys
+raw, pos, files = open(sys.argv[1], "rb").read(), 0, 0
+while pos + 512 <= len(raw) and raw[pos:pos + 512] != bytes(512):
+    h = raw[pos:pos + 512]
+    field = h[124:136].rstrip(b"\0 ")
+    size = int(field, 8) if field else 0
+    if h[156:157] == b"x":
+        assert b" size=" in raw[pos + 512:pos + 512 + size]
+        nxt = pos + 512 + (size + 511) // 512 * 512
+        real = int(raw[pos + 512:pos + 512 + size].split(b" size=")[1].split(b"\n")[0])
+        assert int(raw[nxt + 124:nxt + 136].rstrip(b"\0 ") or b"0", 8) == 0
+        pos, files = nxt + 512 + (real + 511) // 512 * 512, files + 1
+    else:
+        pos += 512 + (size + 511) // 512 * 512
+assert files >= 5, files
+PY
+    zstd -q --rm "$E2E_DIR/pax.tar" -o "$E2E_DIR/pax.tar.zst"
+    admin import "$E2E_DIR/pax.tar.zst" >"$E2E_DIR/out" || fail "import: $(cat "$E2E_DIR/out")"
+    admin fsck >/dev/null || fail "fsck after import"
+    start_server
+    manifest=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        "http://$REG/v2/pax/app/manifests/v1") || fail "no manifest pax/app:v1"
+    for i in 0 1; do
+        want=$(digest_of "$E2E_DIR/layer$i")
+        expect_eq "layer $i digest" "$(jq -r ".layers[$i].digest" <<<"$manifest")" "$want"
+        curl -sf "http://$REG/v2/pax/app/blobs/$want" -o "$E2E_DIR/got$i" || fail "GET layer $i"
+        cmp -s "$E2E_DIR/got$i" "$E2E_DIR/layer$i" || fail "layer $i differs from what was made"
+    done
     ;;
 *) fail "unknown case $CASE" ;;
 esac

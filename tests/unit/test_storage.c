@@ -8,6 +8,7 @@
 
 #include <lmdb.h>
 
+#include "storage/archive_int.h"
 #include "storage/blobstore.h"
 #include "storage/digest.h"
 #include "storage/index.h"
@@ -533,6 +534,41 @@ static void test_usage(void)
     index_close(idx);
 }
 
+/* Tar header numbers past the octal field (blobs of 8 GiB and more) and pax records. */
+static void test_tar_numbers(void)
+{
+    static const uint64_t sizes[] = {0, 1, 511, TAR_OCTAL_SIZE_MAX, TAR_OCTAL_SIZE_MAX + 1,
+                                     (uint64_t)9 << 30, (uint64_t)1 << 40, UINT64_MAX >> 1};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        unsigned char field[12];
+        uint64_t back = 1;
+        tar_number_put(field, sizeof(field), sizes[i]);
+        CHECK(tar_number_get(field, sizeof(field), &back));
+        CHECK(back == sizes[i]);
+        /* octal as long as it fits (what every tar reads), base-256 past it */
+        CHECK((field[0] == 0x80) == (sizes[i] > TAR_OCTAL_SIZE_MAX));
+    }
+    uint64_t v = 0;
+    CHECK(tar_number_get((const unsigned char *)"0000644 \0", 8, &v) && v == 0644);
+    CHECK(tar_number_get((const unsigned char *)" 123\0\0\0\0", 8, &v) && v == 0123);
+    CHECK(!tar_number_get((const unsigned char *)"12x4567\0", 8, &v));
+    CHECK(!tar_number_get((const unsigned char *)"\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
+                                                 "\x02",
+                          12, &v)); /* past 64 bits */
+    char rec[64];
+    CHECK_INT(tar_pax_record(rec, sizeof(rec), "size", "9663676416"), ==, 19);
+    CHECK_STR(rec, "19 size=9663676416\n");
+    /* the length counts its own digits: 9 bytes with one digit, 10 would need two (11) */
+    CHECK_INT(tar_pax_record(rec, sizeof(rec), "a", "bcde"), ==, 9);
+    CHECK_STR(rec, "9 a=bcde\n");
+    CHECK_INT(tar_pax_record(rec, sizeof(rec), "a", "bcdef"), ==, 11);
+    CHECK_STR(rec, "11 a=bcdef\n");
+    CHECK_INT(tar_pax_record(rec, 8, "size", "9663676416"), ==, 0);
+    CHECK(tar_decimal_get("18446744073709551615", 20, &v) && v == UINT64_MAX);
+    CHECK(!tar_decimal_get("18446744073709551616", 20, &v));
+    CHECK(!tar_decimal_get("", 0, &v) && !tar_decimal_get("1 2", 3, &v));
+}
+
 static int note_link(const char *digest, uint64_t size, uint64_t linked_at, void *arg)
 {
     (void)digest;
@@ -666,6 +702,7 @@ int main(void)
     RUN(test_index_manifests);
     RUN(test_usage);
     RUN(test_gc_rechecks);
+    RUN(test_tar_numbers);
     RUN(test_upload_holds);
     RUN(test_schema_versions);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
