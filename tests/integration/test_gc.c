@@ -531,6 +531,100 @@ static void test_lifecycle(void)
     (void)run_gc_text;
 }
 
+/* Waits, polling the clock, until the current second is past t. */
+static void wait_past(time_t t)
+{
+    for (int i = 0; time(NULL) <= t; i++) {
+        CHECK(i < 500);
+        usleep(10000);
+    }
+}
+
+/* Waits (with a deadline) until the pulls of repo reach the index (flushed every second). */
+static void wait_pulls(const char *repo, int pulls)
+{
+    char out[4096], want[32];
+    snprintf(want, sizeof(want), "\"pulls\":%d,", pulls);
+    for (int i = 0;; i++) {
+        CHECK(i < 500);
+        CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                          (const char *[]){"usage", "--json", repo, NULL}),
+                  ==, 0);
+        if (strstr(out, want) != NULL)
+            return;
+        usleep(20000);
+    }
+}
+
+static void iso_time(char *out, size_t cap, time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * sinceImagePulled counts from the last pull, not the push; and no lifecycle rule expires an
+ * image younger than the grace period (a push may still be completing: its index or its tag
+ * may be on the way).
+ */
+static void test_lifecycle_pulls_and_grace(void)
+{
+    char pol[256], out[4096], da[80], db[80], b[1024], when[32], path[256];
+    snprintf(pol, sizeof(pol), "%s/policy-pulled.json", S.dir);
+    image("gc/pulled", "dev-a", "{\"pulled\":\"a\"}", "pulled layer a", NULL, da, b, sizeof(b));
+    image("gc/pulled", "dev-b", "{\"pulled\":\"b\"}", "pulled layer b", NULL, db, b, sizeof(b));
+    time_t pushed_by = time(NULL);
+    /* dev-a is pulled in a later second than both pushes; dev-b never */
+    wait_past(pushed_by);
+    CHECK_INT(status_of("GET", "/v2/gc/pulled/manifests/dev-a"), ==, 200);
+    wait_pulls("gc/pulled", 1);
+    write_file(pol, "{\"rules\":[{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"tagged\","
+                    "\"tagPrefixList\":[\"dev-\"],\"countType\":\"sinceImagePulled\","
+                    "\"countUnit\":\"days\",\"countNumber\":7},\"action\":{\"type\":\"expire\"}}]}");
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "set", "gc/pulled", pol, NULL}),
+              ==, 0);
+    /* seven days after the pushes: dev-b's week is over, dev-a's (from its pull) is not */
+    iso_time(when, sizeof(when), pushed_by + 7 * 86400);
+    json_decref(gc((const char *[]){"--grace", "0", "--as-of", when, NULL}));
+    snprintf(path, sizeof(path), "/v2/gc/pulled/manifests/%s", db);
+    CHECK_INT(status_of("GET", path), ==, 404);
+    CHECK_INT(status_of("GET", "/v2/gc/pulled/manifests/dev-b"), ==, 404);
+    snprintf(path, sizeof(path), "/v2/gc/pulled/manifests/%s", da);
+    CHECK_INT(status_of("GET", path), ==, 200);
+    CHECK_INT(status_of("GET", "/v2/gc/pulled/manifests/dev-a"), ==, 200);
+
+    /* two releases, the older one a second before the other; a rule keeps one */
+    char d1[80], d2[80];
+    image("gc/young", "v1", "{\"young\":1}", "young layer 1", NULL, d1, b, sizeof(b));
+    wait_past(time(NULL));
+    image("gc/young", "v2", "{\"young\":2}", "young layer 2", NULL, d2, b, sizeof(b));
+    write_file(pol, "{\"rules\":[{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"tagged\","
+                    "\"tagPatternList\":[\"v*\"],\"countType\":\"imageCountMoreThan\","
+                    "\"countNumber\":1},\"action\":{\"type\":\"expire\"}}]}");
+    CHECK_INT(run_cli(&S, NULL, out, sizeof(out),
+                      (const char *[]){"repo", "policy", "set", "gc/young", pol, NULL}),
+              ==, 0);
+    /* within the default grace (1 h) the rule expires nothing, dry run or not */
+    json_decref(gc((const char *[]){"--dry-run", NULL}));
+    json_decref(gc((const char *[]){NULL}));
+    snprintf(path, sizeof(path), "/v2/gc/young/manifests/%s", d1);
+    CHECK_INT(status_of("GET", path), ==, 200);
+    CHECK_INT(status_of("GET", "/v2/gc/young/manifests/v1"), ==, 200);
+    /* nor with a grace longer than the images' age, two hours on */
+    iso_time(when, sizeof(when), time(NULL) + 2 * 3600);
+    json_decref(gc((const char *[]){"--grace", "3h", "--as-of", when, NULL}));
+    CHECK_INT(status_of("GET", path), ==, 200);
+    /* past the grace, the older release goes and the newer stays */
+    json_decref(gc((const char *[]){"--grace", "1h", "--as-of", when, NULL}));
+    CHECK_INT(status_of("GET", path), ==, 404);
+    CHECK_INT(status_of("GET", "/v2/gc/young/manifests/v1"), ==, 404);
+    snprintf(path, sizeof(path), "/v2/gc/young/manifests/%s", d2);
+    CHECK_INT(status_of("GET", path), ==, 200);
+    CHECK_INT(status_of("GET", "/v2/gc/young/manifests/v2"), ==, 200);
+}
+
 static void blob_file(char *out, size_t cap, const char *data)
 {
     char d[80];
@@ -639,6 +733,7 @@ int main(void)
     RUN(test_fsck);
     RUN(test_lifecycle_tag_lists);
     RUN(test_lifecycle);
+    RUN(test_lifecycle_pulls_and_grace);
     RUN(test_scheduled);
     srv_cleanup(&S);
     return 0;
