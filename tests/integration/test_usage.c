@@ -1,9 +1,10 @@
 /*
  * Billing figures against the real binary: images with layers shared across tags and across
  * repositories, mounts, range requests, an aborted download and a deleted manifest; every
- * figure of /admin/usage and /metrics is checked to the byte against what this test sent
- * and received. Then kill -9: storage figures survive exactly and transfer counters flushed
- * before it too. Quotas refuse what would exceed them. promtool checks /metrics.
+ * figure of /admin/usage and /metrics (every ocireg_repo_* sample, physical bytes, blob and
+ * manifest counts) is checked to the byte against what this test sent and received. Then
+ * kill -9: storage figures survive exactly and transfer counters flushed before it too.
+ * Quotas refuse what would exceed them. promtool checks /metrics.
  * Upload sessions count against the quota while their bodies are written, and are bounded
  * per session and per repository, across two server processes on one root.
  */
@@ -116,6 +117,82 @@ static struct figures wait_for(const char *repo, long long ingress, long long eg
     }
 }
 
+/*
+ * The figures of /metrics against what this test sent and received: every ocireg_repo_*
+ * sample, and the registry's, must be one of want[] (to the byte), and every line of want[]
+ * must be there.
+ */
+static void expect_metrics(const char *const *want, size_t n)
+{
+    struct resp *r = admin_get("/metrics");
+    EXPECT(r, 200, NULL);
+    static const char *const families[] = {
+        "ocireg_repo_",           "ocireg_storage_physical_bytes ", "ocireg_blobs ",
+        "ocireg_manifests ",      "ocireg_uploads_in_progress ",    "ocireg_uploads_in_progress_bytes ",
+    };
+    bool *seen = calloc(n ? n : 1, sizeof(*seen));
+    CHECK(seen != NULL);
+    int bad = 0;
+    for (char *save = NULL, *line = strtok_r(r->body, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        bool ours = false;
+        for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
+            ours = ours || strncmp(line, families[f], strlen(families[f])) == 0;
+        if (!ours)
+            continue;
+        size_t i = 0;
+        while (i < n && strcmp(line, want[i]) != 0)
+            i++;
+        if (i == n || seen[i]) {
+            fprintf(stderr, "/metrics: unexpected sample: %s\n", line);
+            bad++;
+        } else {
+            seen[i] = true;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!seen[i]) {
+            fprintf(stderr, "/metrics: missing sample: %s\n", want[i]);
+            bad++;
+        }
+    free(seen);
+    resp_free(r);
+    CHECK_INT(bad, ==, 0);
+}
+
+/* The five samples of one repository into lines[5] (each of cap bytes). */
+static void repo_samples(char (*lines)[160], const char *repo, const struct figures *f)
+{
+    snprintf(lines[0], 160, "ocireg_repo_stored_bytes{repository=\"%s\"} %lld", repo, f->stored);
+    snprintf(lines[1], 160,
+             "ocireg_repo_transfer_bytes_total{repository=\"%s\",direction=\"ingress\"} %lld",
+             repo, f->ingress);
+    snprintf(lines[2], 160,
+             "ocireg_repo_transfer_bytes_total{repository=\"%s\",direction=\"egress\"} %lld",
+             repo, f->egress);
+    snprintf(lines[3], 160, "ocireg_repo_pulls_total{repository=\"%s\"} %lld", repo, f->pulls);
+    snprintf(lines[4], 160, "ocireg_repo_pushes_total{repository=\"%s\"} %lld", repo, f->pushes);
+}
+
+/* /metrics with bill/one and bill/two as given, and the registry's figures. */
+static void expect_bill_metrics(const struct figures *one, const struct figures *two,
+                                long long physical, long long blobs, long long manifests)
+{
+    char lines[16][160];
+    repo_samples(&lines[0], "bill/one", one);
+    repo_samples(&lines[5], "bill/two", two);
+    snprintf(lines[10], 160, "ocireg_repo_series_truncated 0");
+    snprintf(lines[11], 160, "ocireg_storage_physical_bytes %lld", physical);
+    snprintf(lines[12], 160, "ocireg_blobs %lld", blobs);
+    snprintf(lines[13], 160, "ocireg_manifests %lld", manifests);
+    snprintf(lines[14], 160, "ocireg_uploads_in_progress 0");
+    snprintf(lines[15], 160, "ocireg_uploads_in_progress_bytes 0");
+    const char *want[16];
+    for (int i = 0; i < 16; i++)
+        want[i] = lines[i];
+    expect_metrics(want, 16);
+}
+
 static const char CFG1[] = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"n\":1}";
 static const char CFG2[] = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"n\":2}";
 static const char L1[] = "layer one, shared by both images and both repositories";
@@ -210,6 +287,10 @@ static void test_figures(void)
     CHECK_INT(total("physical_bytes"), ==, c1 + l1 + l2 + m1 + c2 + l3 + m2);
     CHECK_INT(total("blobs"), ==, 5);
     CHECK_INT(total("manifests"), ==, 2);
+    /* /metrics says the same, to the byte, computed from what was sent and received */
+    struct figures want_one = {c1 + l1 + l2 + m1 + c2 + l3 + m2, 0, ingress1, egress1, 1, 3};
+    struct figures want_two = {c1 + l1 + l2 + m1, 0, m1, 0, 0, 1};
+    expect_bill_metrics(&want_one, &want_two, c1 + l1 + l2 + m1 + c2 + l3 + m2, 5, 2);
 
     /* a deleted manifest leaves the bill; a shared one stays on disk */
     snprintf(path, sizeof(path), "/v2/bill/one/manifests/%s", dm2);
@@ -224,6 +305,9 @@ static void test_figures(void)
     CHECK_INT(one.stored, ==, c1 + l1 + l2 + c2 + l3);
     CHECK_INT(total("manifests"), ==, 1);
     CHECK_INT(total("physical_bytes"), ==, c1 + l1 + l2 + m1 + c2 + l3);
+    CHECK_INT(total("blobs"), ==, 5);
+    want_one.stored = c1 + l1 + l2 + c2 + l3;
+    expect_bill_metrics(&want_one, &want_two, c1 + l1 + l2 + m1 + c2 + l3, 5, 1);
 }
 
 static void test_aborted_download(void)
