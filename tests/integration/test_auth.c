@@ -3,7 +3,8 @@
  * with globs, anonymous pull, insufficient scope, mounts, login passwords, every kind of bad
  * token (expired, early, wrong audience or issuer, alg none, HS256 keyed with the public key,
  * tampered, another repository's, refresh or login tokens as bearer), external RS256/ES256
- * issuers, unauthorized uploads refused before their body, and no secrets in the log.
+ * issuers, unauthorized uploads refused before their body, DELETE only with delete, and no
+ * secrets in the log.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -217,6 +218,36 @@ static long push_blob(const char *repo, const char *auth, const char *data, char
     return st;
 }
 
+/* An image of one config blob pushed to repo:tag with auth; the manifest digest into md. */
+static void push_image_auth(const char *repo, const char *tag, const char *auth, const char *cfg,
+                            char *md)
+{
+    char cd[80], body[1024], path[512], ah[HDR_MAX + 32];
+    CHECK_INT(push_blob(repo, auth, cfg, cd), ==, 201);
+    snprintf(body, sizeof(body),
+             "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+             "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
+             "\"%s\",\"size\":%zu},\"layers\":[]}",
+             cd, strlen(cfg));
+    sha256_str(body, strlen(body), md);
+    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, tag);
+    snprintf(ah, sizeof(ah), "Authorization: %s", auth);
+    struct resp *r =
+        http(&S, "PUT", path,
+             (const char *[]){ah, "Content-Type: application/vnd.oci.image.manifest.v1+json", NULL},
+             body, strlen(body));
+    EXPECT(r, 201, NULL);
+    resp_free(r);
+}
+
+static long status_with(const char *method, const char *path, const char *auth)
+{
+    struct resp *r = req(method, path, auth, NULL, 0);
+    long st = r->status;
+    resp_free(r);
+    return st;
+}
+
 static void make_keys(void)
 {
     snprintf(keydir, sizeof(keydir), "/tmp/ocireg-keys-XXXXXX");
@@ -294,6 +325,46 @@ static void test_token_flow(void)
     resp_hdr(r, "WWW-Authenticate", h, sizeof(h));
     CHECK(strstr(h, "insufficient_scope") != NULL);
     resp_free(r);
+}
+
+/* DELETE of a manifest, a tag or a blob needs delete: pull and push are not enough. */
+static void test_delete_needs_delete(void)
+{
+    char tok[4096], auth[4200], del[4200], md[80], cd[80], mpath[256], bpath[256], h[512];
+    /* alice may pull and push in team: the delete she asks for is left out of her token */
+    CHECK_INT(get_token("alice", ALICE_PW, "scope=repository:team/del:pull,push,delete", tok,
+                        sizeof(tok)),
+              ==, 200);
+    bearer(tok, auth, sizeof(auth));
+    push_image_auth("team/del", "v1", auth, "{\"del\":1}", md);
+    sha256_str("{\"del\":1}", 9, cd);
+    snprintf(mpath, sizeof(mpath), "/v2/team/del/manifests/%s", md);
+    snprintf(bpath, sizeof(bpath), "/v2/team/del/blobs/%s", cd);
+    const char *paths[] = {mpath, "/v2/team/del/manifests/v1", bpath};
+    for (int i = 0; i < 3; i++) {
+        struct resp *r = req("DELETE", paths[i], auth, NULL, 0);
+        EXPECT(r, 401, "UNAUTHORIZED");
+        CHECK(resp_hdr(r, "WWW-Authenticate", h, sizeof(h)) != NULL);
+        CHECK(strstr(h, "scope=\"repository:team/del:delete\"") != NULL);
+        CHECK(strstr(h, "error=\"insufficient_scope\"") != NULL);
+        resp_free(r);
+        CHECK_INT(status_with("DELETE", paths[i], NULL), ==, 401);
+        /* nothing went */
+        CHECK_INT(status_with("GET", paths[i], auth), ==, 200);
+    }
+    /* granted delete, the same requests succeed */
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "alice", "team/del", "delete", NULL});
+    CHECK_INT(get_token("alice", ALICE_PW, "scope=repository:team/del:pull,push,delete", tok,
+                        sizeof(tok)),
+              ==, 200);
+    bearer(tok, del, sizeof(del));
+    CHECK_INT(status_with("DELETE", "/v2/team/del/manifests/v1", del), ==, 202);
+    CHECK_INT(status_with("GET", "/v2/team/del/manifests/v1", del), ==, 404);
+    CHECK_INT(status_with("DELETE", mpath, del), ==, 202);
+    CHECK_INT(status_with("GET", mpath, del), ==, 404);
+    CHECK_INT(status_with("DELETE", bpath, del), ==, 202);
+    CHECK_INT(status_with("GET", bpath, del), ==, 404);
+    cli_ok(NULL, NULL, 0, (const char *[]){"revoke", "alice", "team/del", NULL});
 }
 
 static void test_token_endpoint_forms(void)
@@ -603,6 +674,22 @@ static void test_basic_mode(void)
     /* bob: pull on team/..., no push */
     basic("bob", bob_pw, auth, sizeof(auth));
     CHECK_INT(push_blob("team/basic", auth, "bob blob", d), ==, 403);
+    /* nor delete, for bob or alice (pull, push): refused, nothing goes */
+    char alice[512], md[80], mpath[256], bpath[256];
+    basic("alice", ALICE_PW, alice, sizeof(alice));
+    push_image_auth("team/basic-del", "v1", alice, "{\"basic-del\":1}", md);
+    snprintf(mpath, sizeof(mpath), "/v2/team/basic-del/manifests/%s", md);
+    sha256_str("{\"basic-del\":1}", 15, d);
+    snprintf(bpath, sizeof(bpath), "/v2/team/basic-del/blobs/%s", d);
+    const char *doomed[] = {mpath, "/v2/team/basic-del/manifests/v1", bpath};
+    for (int i = 0; i < 3; i++) {
+        r = req("DELETE", doomed[i], alice, NULL, 0);
+        EXPECT(r, 403, "DENIED");
+        resp_free(r);
+        CHECK_INT(status_with("DELETE", doomed[i], auth), ==, 403);
+        CHECK_INT(status_with("DELETE", doomed[i], NULL), ==, 401);
+        CHECK_INT(status_with("GET", doomed[i], alice), ==, 200);
+    }
     sha256_str("basic blob", 10, d);
     char path[256];
     snprintf(path, sizeof(path), "/v2/team/basic/blobs/%s", d);
@@ -750,7 +837,8 @@ int main(void)
               ==, 2);
     RUN(test_token_challenges);
     RUN(test_token_flow);
-    RUN(test_anonymous_and_catalog);
+    RUN(test_anonymous_and_catalog); /* before anything else makes a repository */
+    RUN(test_delete_needs_delete);
     RUN(test_mount_needs_pull_on_from);
     RUN(test_body_never_read_unauthorized);
     RUN(test_token_endpoint_forms);
