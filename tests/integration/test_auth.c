@@ -690,6 +690,13 @@ static void test_basic_mode(void)
         CHECK_INT(status_with("DELETE", doomed[i], NULL), ==, 401);
         CHECK_INT(status_with("GET", doomed[i], alice), ==, 200);
     }
+    /* a user whose name starts another's holds none of that one's grants */
+    cli_ok("ali-pass-1\n", NULL, 0, (const char *[]){"user", "add", "ali", NULL});
+    char ali[512];
+    basic("ali", "ali-pass-1", ali, sizeof(ali));
+    CHECK_INT(status_with("GET", bpath, ali), ==, 403);
+    CHECK_INT(push_blob("team/basic", ali, "ali blob", d), ==, 403);
+    cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "ali", NULL});
     sha256_str("basic blob", 10, d);
     char path[256];
     snprintf(path, sizeof(path), "/v2/team/basic/blobs/%s", d);
