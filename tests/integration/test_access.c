@@ -284,6 +284,15 @@ static void test_admin_listener(void)
     resp_free(r);
     CHECK_INT(admin_status("GET", "/admin/usage", wrong), ==, 401);
     CHECK_INT(admin_status("GET", "/metrics", alice), ==, 403);
+    /* pull and push on everything is not every action on everything */
+    char reader[HDR_MAX];
+    cli_ok("reader-pass-1\n", NULL, 0, (const char *[]){"user", "add", "reader", NULL});
+    cli_ok(NULL, NULL, 0, (const char *[]){"grant", "reader", "*", "pull,push", NULL});
+    basic("reader", "reader-pass-1", reader, sizeof(reader));
+    CHECK_INT(status_of(req("GET", "/v2/team/doomed/tags/list", reader, NULL, 0)), ==, 200);
+    CHECK_INT(admin_status("GET", "/metrics", reader), ==, 403);
+    CHECK_INT(admin_status("GET", "/admin/usage?users", reader), ==, 403);
+    cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "reader", NULL});
     r = req_to(true, "GET", "/metrics", admin, NULL, 0);
     CHECK_INT(r->status, ==, 200);
     CHECK(strstr(r->body, "ocireg_repo_stored_bytes{repository=\"team/doomed\"}") != NULL);
