@@ -9,6 +9,8 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and test dependencies (Debian 12 package names).
 DEPS := cmake make gcc pkg-config libmicrohttpd-dev libssl-dev libsodium-dev liblmdb-dev \
         libzstd-dev libjansson-dev libcurl4-openssl-dev curl jq zstd skopeo podman buildah docker.io containerd umoci prometheus nginx python3-yaml openssl systemd clang-14 libclang-rt-14-dev llvm-14
+# strace: tests/reliability/fsync_trace.sh watches the fsync calls of blob commits
+DEPS += strace
 
 .PHONY: all deps build run test test-asan test-tsan clean
 
