@@ -180,7 +180,18 @@ e2e_cleanup() {
         echo "FAIL: script exited early without finishing" >&2
         rc=1
     fi
+    e2e_record_outcome "$rc"
     exit "$rc"
+}
+# With E2E_OUTCOMES set (ctest sets it, see CMakeLists.txt), each test appends "name|pass",
+# "name|skip" or "name|fail" there: the compatibility table's check (compat-check.sh) tells a
+# README row whose test was skipped from one whose test no longer produces it.
+e2e_record_outcome() {
+    local o=fail
+    [ -n "${E2E_OUTCOMES:-}" ] || return 0
+    [ "$1" -ne 0 ] || o=pass
+    [ "$1" -ne "$E2E_SKIP_RC" ] || o=skip
+    mkdir -p "$(dirname "$E2E_OUTCOMES")" && printf '%s|%s\n' "$E2E_NAME" "$o" >>"$E2E_OUTCOMES"
 }
 trap e2e_cleanup EXIT
 # Under set -e a failing command ends the test: say which one, and where it was called from.
@@ -242,6 +253,7 @@ finish() {
     [ "$rc" -eq 0 ] || fail "ocireg exited with status $rc after SIGTERM (want 0)"
     E2E_FINISHED=1
     if [ -n "${E2E_RESULTS:-}" ] && [ -n "${E2E_COMPAT_CLIENT:-}" ]; then
+        mkdir -p "$(dirname "$E2E_RESULTS")"
         printf '%s|%s|%s|%s\n' "$E2E_COMPAT_CLIENT" "$E2E_COMPAT_VERSION" "$E2E_COMPAT_OPS" \
             "$E2E_NAME" >>"$E2E_RESULTS"
     fi
@@ -249,7 +261,9 @@ finish() {
 }
 
 # compat CLIENT VERSION OPERATIONS: what this test proves, for the README's compatibility
-# table (tests/e2e/compat-table.sh collects the lines of the tests that passed).
+# table: a test that passes appends "client|version|operations|test" to $E2E_RESULTS
+# (tests/e2e/compat-table.sh writes the table from those lines; compat-check.sh, run last by
+# ctest, fails when the README's table differs from them).
 compat() {
     E2E_COMPAT_CLIENT=$1
     E2E_COMPAT_VERSION=$2
