@@ -49,6 +49,13 @@ test-tsan: deps
 	cmake --build $(BUILD)-tsan -j $(JOBS)
 	cd $(BUILD)-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L integration
 
+# Deliberate bugs (tests/mutation/patches/), each built into a copy of the tree and run against
+# the tests that must catch it; fails on any the tests miss (tests/mutation/README.md).
+# MUTATIONS="001 017" runs those; MUTATION_SUBSET=N, N of them, a window moving with each commit.
+.PHONY: test-mutation
+test-mutation: deps
+	MUTATIONS="$(MUTATIONS)" MUTATION_SUBSET="$(MUTATION_SUBSET)" tests/mutation/run.sh
+
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BUILD)-tsan
 
