@@ -79,13 +79,21 @@ elif [ -n "${MUTATION_SUBSET:-}" ]; then
     esac
     n=$MUTATION_SUBSET
     [ "$n" -le ${#all[@]} ] || n=${#all[@]}
-    # The window moves on by N with every commit, so successive commits cover them all.
-    commits=$(git -C "$src" rev-list --count HEAD 2>/dev/null || echo 0)
+    # The window moves on by N with every commit, so successive commits cover them all. A
+    # shallow clone cannot count its commits: there the commit hash places the window.
+    if [ "$(git -C "$src" rev-parse --is-shallow-repository 2>/dev/null)" = false ]; then
+        commits=$(git -C "$src" rev-list --count HEAD)
+        why="commit count $commits"
+    else
+        hash=$(git -C "$src" rev-parse --short=7 HEAD 2>/dev/null || echo 0)
+        commits=$((16#$hash))
+        why="shallow clone or no git: commit hash $hash"
+    fi
     start=$(((commits * n) % ${#all[@]}))
     for ((i = 0; i < n; i++)); do
         selected+=("${all[(start + i) % ${#all[@]}]}")
     done
-    say "subset: $n of ${#all[@]} mutations, window from #$((start + 1)) (commit count $commits)"
+    say "subset: $n of ${#all[@]} mutations, window from #$((start + 1)) ($why)"
 else
     selected=("${all[@]}")
 fi
@@ -104,6 +112,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
+trap 'exit 141' PIPE # (its reader gone, e.g. | head): still clean up
 tree=$work/src
 bld=$work/build
 mkdir -p "$tree" "$work/logs" "$work/pristine"
