@@ -363,6 +363,21 @@ static void test_quota(void)
     resp_free(r);
     push_blob_data(&S, "bill/q", other, 60, d);
     CHECK_INT(usage_of("bill/q").stored, ==, 60);
+    /* a mount is no upload: the quota is checked where the link is made, and a refused
+     * mount is no 201 (the client gets an upload session or the refusal, nothing linked) */
+    char third[80];
+    memset(third, 's', sizeof(third));
+    push_blob_data(&S, "bill/q-src", third, 70, d);
+    snprintf(path, sizeof(path), "/v2/bill/q/blobs/uploads/?mount=%s&from=bill/q-src", d);
+    r = http(&S, "POST", path, NULL, NULL, 0);
+    EXPECT(r, 403, "DENIED");
+    CHECK(strstr(r->body, "quota of 100 bytes") != NULL);
+    resp_free(r);
+    snprintf(path, sizeof(path), "/v2/bill/q/blobs/%s", d);
+    r = http(&S, "HEAD", path, NULL, NULL, 0);
+    EXPECT(r, 404, NULL);
+    resp_free(r);
+    CHECK_INT(usage_of("bill/q").stored, ==, 60);
 }
 
 /* Bytes in the upload sessions' data files of a root. */
