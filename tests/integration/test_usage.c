@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -460,6 +461,61 @@ static long long session_offset(struct srv *s, const char *loc)
     return last == 0 ? 0 : last + 1; /* "0-0": empty, as the sessions here never hold 1 byte */
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/*
+ * Waits until the PATCH sent on fd to session loc has written `want` bytes of its body into
+ * the session's data file: then the server has read its head and holds what it announced
+ * (body bytes are written only into what is held). Fails, showing the answer, when the server
+ * answered the PATCH instead (refused it before its body ended), or after 60 s.
+ */
+static void wait_chunk_taken(int fd, const char *loc, long long want)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/uploads/%s", S.root, strrchr(loc, '/') + 1);
+    double until = now_s() + 60;
+    struct timespec tick = {0, 5 * 1000 * 1000};
+    for (;;) {
+        struct stat st;
+        if (stat(path, &st) == 0 && st.st_size >= want)
+            return;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0) {
+            char buf[2048];
+            ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+            buf[n > 0 ? n : 0] = '\0';
+            fprintf(stderr, "the PATCH in flight was answered before its body ended:\n%s\n", buf);
+            abort();
+        }
+        CHECK(now_s() < until);
+        nanosleep(&tick, NULL);
+    }
+}
+
+/* DELETE of a session whose last request may still be ending: it answers "in use by another
+ * request" until that request has given the session back, after its hold. */
+static void session_delete(struct srv *s, const char *loc)
+{
+    double until = now_s() + 60;
+    struct timespec tick = {0, 5 * 1000 * 1000};
+    struct resp *r;
+    for (;;) {
+        r = http(s, "DELETE", loc, NULL, NULL, 0);
+        if (r->status != 400 || strstr(r->body, "in use by another request") == NULL)
+            break;
+        resp_free(r);
+        CHECK(now_s() < until);
+        nanosleep(&tick, NULL);
+    }
+    EXPECT(r, 204, NULL);
+    resp_free(r);
+}
+
 static void session_commit(struct srv *s, const char *loc, const char *data, size_t n)
 {
     char digest[80], path[512];
@@ -536,40 +592,39 @@ static void test_upload_quota(void)
                       "Content-Length: 1000\r\n\r\n0123456789",
                       x);
     CHECK(send(fd, head, (size_t)hn, MSG_NOSIGNAL) == hn);
-    struct timespec tick = {0, 20 * 1000 * 1000};
-    for (int i = 0;; i++) {
-        r = patch_at(&S, a, 0, data, 100);
-        bool held = r->status == 403 && strstr(r->body, "1000 held by upload sessions") != NULL;
-        if (held)
-            break;
-        /* before the server has read the chunk's head: the PATCH went through; undo it */
-        EXPECT(r, 202, NULL);
-        resp_free(r);
-        CHECK(i < 250);
-        r = http(&S, "DELETE", a, NULL, NULL, 0);
-        EXPECT(r, 204, NULL);
-        resp_free(r);
-        session_start(&S, "bill/uq", a, sizeof(a));
-        nanosleep(&tick, NULL);
+    /*
+     * Nothing else of bill/uq may hold bytes until x's chunk holds its 1000: a PATCH on a
+     * holding 100 when the server reads x's head would make x's hold the one refused
+     * (100 + 1000 > 1024), and nothing would hold 1000 afterwards.
+     */
+    wait_chunk_taken(fd, x, 10);
+    r = patch_at(&S, a, 0, data, 100);
+    EXPECT(r, 403, "DENIED");
+    if (strstr(r->body, "(0 stored, 1000 held by upload sessions)") == NULL) {
+        fprintf(stderr, "want the 1000 bytes x holds named, got %s\n", r->body);
+        abort();
     }
     resp_free(r);
+    CHECK_INT(session_offset(&S, a), ==, 0);
+    /* cut off: x gives its 1000 back once the server sees the reset. A refused PATCH holds
+     * nothing, so polling with one does not compete with x. */
     struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
-    for (int i = 0;; i++) {
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    double until = now_s() + 60;
+    for (;;) {
         r = patch_at(&S, a, 0, data, 600);
         if (r->status == 202)
             break;
         EXPECT(r, 403, "DENIED");
         resp_free(r);
-        CHECK(i < 250); /* the server sees the cut within 5 s */
+        CHECK(now_s() < until);
         nanosleep(&tick, NULL);
     }
     resp_free(r);
     CHECK_INT(session_offset(&S, x), ==, 0);
-    r = http(&S, "DELETE", x, NULL, NULL, 0);
-    EXPECT(r, 204, NULL);
-    resp_free(r);
+    session_delete(&S, x);
     r = patch_at(&S, b, 0, data + 1, 600);
     EXPECT(r, 403, "DENIED");
     CHECK(strstr(r->body, "600 held by upload sessions") != NULL);
