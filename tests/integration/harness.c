@@ -405,6 +405,65 @@ char *raw_exchange(struct srv *s, const char *bytes, size_t len, bool half_close
     return b.p != NULL ? b.p : strdup("");
 }
 
+struct resp *http_whole(struct srv *s, const char *method, const char *path,
+                        const char *const *hdrs, const void *body, size_t len)
+{
+    struct growbuf head = {NULL, 0};
+    char line[8192];
+    snprintf(line, sizeof(line),
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: %zu\r\n",
+             method, path, len);
+    on_data(line, 1, strlen(line), &head);
+    for (size_t i = 0; hdrs != NULL && hdrs[i] != NULL; i++) {
+        snprintf(line, sizeof(line), "%s\r\n", hdrs[i]);
+        on_data(line, 1, strlen(line), &head);
+    }
+    on_data("\r\n", 1, 2, &head);
+    int fd = raw_connect(s);
+    struct timeval tv = {60, 0}; /* as do_http's CURLOPT_TIMEOUT */
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const char *parts[2] = {head.p, body};
+    size_t lens[2] = {head.len, body != NULL ? len : 0};
+    bool sending = true;
+    for (int k = 0; k < 2 && sending; k++)
+        for (size_t off = 0; off < lens[k];) {
+            ssize_t n = send(fd, parts[k] + off, lens[k] - off, MSG_NOSIGNAL);
+            if (n <= 0) {
+                sending = false; /* answered and closed before taking it all */
+                break;
+            }
+            off += (size_t)n;
+        }
+    free(head.p);
+    /* what came before a reset is still read (Linux keeps received data readable) */
+    struct growbuf got = {NULL, 0};
+    char buf[65536];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            break;
+        on_data(buf, 1, (size_t)n, &got);
+    }
+    close(fd);
+    struct resp *r = calloc(1, sizeof(*r));
+    CHECK(r != NULL);
+    const char *text = got.p != NULL ? got.p : "";
+    const char *end = strstr(text, "\r\n\r\n");
+    if (end == NULL || sscanf(text, "HTTP/1.%*d %ld", &r->status) != 1) {
+        r->status = 0; /* no answer, or not a whole head */
+        end = text + strlen(text);
+    } else {
+        end += 4;
+    }
+    r->headers = strndup(text, (size_t)(end - text));
+    r->body = strdup(end);
+    CHECK(r->headers != NULL && r->body != NULL);
+    r->len = strlen(r->body);
+    free(got.p);
+    return r;
+}
+
 int run_cli(struct srv *s, const char *stdin_text, char *out, size_t cap, const char *const *args)
 {
     int in[2], outp[2];

@@ -59,6 +59,15 @@ struct resp *http(struct srv *s, const char *method, const char *path, const cha
 struct resp *http_chunked(struct srv *s, const char *method, const char *path,
                           const char *const *hdrs, const void *body, size_t len);
 void resp_free(struct resp *r);
+/*
+ * The same on a raw connection (Connection: close), the body sent whole without waiting for
+ * an answer: for requests the server may refuse before it reads their body. It then answers
+ * and closes with the body unread, which resets the connection while the client may still
+ * be sending; libcurl reports only the failed send then, this reads the answer that came
+ * before the reset. status is 0 when none came. OWNED: free with resp_free.
+ */
+struct resp *http_whole(struct srv *s, const char *method, const char *path,
+                        const char *const *hdrs, const void *body, size_t len);
 
 /*
  * Sends raw bytes on a new connection, then (with half_close) shuts the write side, and

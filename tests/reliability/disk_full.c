@@ -117,14 +117,16 @@ static void blob_reads_back(struct srv *s, const char *digest)
     resp_free(r);
 }
 
-/* A monolithic push; the response. */
+/* A monolithic push; the response. Sent with http_whole, as the PATCHes below: below the
+ * free-space reserve a body of known length is refused before it is read, and libcurl, still
+ * sending it, may report only the reset that follows the answer. */
 static struct resp *push_mono(struct srv *s, const unsigned char *data, size_t len, char *digest)
 {
     char path[256];
     sha256_str(data, len, digest);
     snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", REPO, digest);
-    return http(s, "POST", path, (const char *[]){"Content-Type: application/octet-stream", NULL},
-                data, len);
+    return http_whole(s, "POST", path,
+                      (const char *[]){"Content-Type: application/octet-stream", NULL}, data, len);
 }
 
 /*
@@ -149,9 +151,9 @@ static struct resp *push_chunked(struct srv *s, const unsigned char *data, size_
         size_t chunk = len - off < (256u << 10) ? len - off : (256u << 10);
         char cr[64];
         snprintf(cr, sizeof(cr), "Content-Range: %zu-%zu", off, off + chunk - 1);
-        r = http(s, "PATCH", loc, (const char *[]){cr, "Content-Type: application/octet-stream",
-                                                   NULL},
-                 data + off, chunk);
+        r = http_whole(s, "PATCH", loc,
+                       (const char *[]){cr, "Content-Type: application/octet-stream", NULL},
+                       data + off, chunk);
         if (r->status != 202) {
             *refused_patch = true;
             struct resp *st = http(s, "GET", loc, NULL, NULL, 0);
