@@ -714,6 +714,16 @@ static long patch_chunk(struct srv *s, const char *loc, long long at, const char
     return st;
 }
 
+/* How many of fd[0..n) the server answered (or closed): nothing is consumed. */
+static int answered_early(const int *fd, int n)
+{
+    int answered = 0;
+    for (int i = 0; i < n; i++)
+        if (has_input(fd[i]))
+            answered++;
+    return answered;
+}
+
 static void part_g(void)
 {
     enum { FLIGHT = 300, SENT = 16 };
@@ -738,15 +748,19 @@ static void part_g(void)
         fd[i] = connect_to(s.port);
         CHECK(send_all(fd[i], head, (size_t)n) && send_all(fd[i], body, sizeof(body)));
     }
-    /* in flight: every PATCH has taken its session and written its first bytes */
+    /*
+     * In flight: every PATCH has taken its session and written its first bytes, or one was
+     * answered (refused) before its body ended. Not a deadline for the server: 300 threads
+     * and 300 synced index commits took 7 s under TSan on a loaded machine.
+     */
     long long want = before + (long long)FLIGHT * SENT, got = before;
-    double until = rel_now() + 10;
-    while ((got = uploads_bytes(s.root)) < want && rel_now() < until)
-        pause_ms(20);
+    double until = rel_now() + 60;
     int answered = 0;
-    for (int i = 0; i < FLIGHT; i++)
-        if (has_input(fd[i]))
-            answered++;
+    while ((got = uploads_bytes(s.root)) < want && answered == 0 && rel_now() < until) {
+        pause_ms(20);
+        answered = answered_early(fd, FLIGHT);
+    }
+    answered = answered_early(fd, FLIGHT);
     fprintf(stderr, "  %lld of %lld bytes written by the PATCHes in flight; %d of them "
                     "answered early\n",
             got - before, want - before, answered);
@@ -775,12 +789,13 @@ static void part_g(void)
     if (r->status != 201)
         FAILED("G: closing PUT of the idle session: %ld %.300s", r->status, r->body);
     resp_free(r);
-    /* cut: each PATCH rolls back and gives its session back */
+    /* cut: each PATCH rolls back and gives its session back (300 of them at once, each with
+     * an index commit: the same loose bound) */
     for (int i = 0; i < FLIGHT; i++)
         close(fd[i]);
     int stuck = 0;
     for (int i = 0; i < FLIGHT; i += 10) {
-        until = rel_now() + 5;
+        until = rel_now() + 30;
         while ((st = patch_chunk(&s, loc[i], 0, "x", 1, NULL)) == 416 && rel_now() < until)
             pause_ms(20);
         if (st != 202)
