@@ -13,6 +13,11 @@
  * descriptors with none held here, the waiting clients are taken on a reserve descriptor,
  * answered 503 and closed, and the listener rests for ACCEPT_PAUSE_MS instead of waking the
  * loop again at once; what was refused is logged once per REPORT_INTERVAL, counted.
+ *
+ * A connection libmicrohttpd closes with a request body still coming (it answered before
+ * reading it: a manifest too large, a quota) comes back here to linger: read and discarded
+ * until the client closes, for LINGER_SECONDS at most. Closed with unread data, the socket
+ * would send a reset, and a client still sending would lose the answer it had been sent.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -41,6 +46,8 @@
 #define ACCEPT_PAUSE_MS 100
 /* Seconds between two log lines about refused or dropped connections. */
 #define REPORT_INTERVAL 10
+/* How long a connection closed with a body still coming is drained before it is closed. */
+#define LINGER_SECONDS 5
 
 /* Connections per client address, counted from accept to close (--per-ip-limit). */
 struct ip_slot {
@@ -54,6 +61,7 @@ struct held {
     time_t deadline; /* when it is dropped; 0: not held */
     time_t since;    /* when it was taken (or answered) */
     bool closing;    /* answered, draining until the client closes */
+    bool lingering;  /* handed back by libmicrohttpd: holds no per-address count */
     int prev, next;  /* neighbours in the list; -1 at its ends */
 };
 
@@ -76,6 +84,11 @@ struct acceptor {
     int wake_fd;
     int reserve_fd; /* given up to take one connection when out of descriptors (an eventfd:
                      * a container image may have no /dev/null) */
+    int linger_fd;  /* wakes the loop: connections to linger are queued */
+    pthread_mutex_t linger_mu;
+    int *linger_q;  /* descriptors handed back by libmicrohttpd's threads, to drain */
+    size_t linger_n, linger_cap;
+    bool linger_off; /* stopped: what is handed back is closed at once */
     pthread_t thread;
     struct held *held;
     size_t nheld_cap; /* entries of held[] */
@@ -180,9 +193,13 @@ static void fd_peer(int fd, struct sockaddr_storage *ss)
 /* Closes a connection still in the accept loop's hands. */
 static void close_pending(struct acceptor *a, int fd)
 {
-    struct sockaddr_storage ss;
-    fd_peer(fd, &ss);
-    ip_give(a, (struct sockaddr *)&ss);
+    if ((size_t)fd < a->nheld_cap && a->held[fd].lingering) {
+        a->held[fd].lingering = false; /* its count went back when libmicrohttpd closed it */
+    } else {
+        struct sockaddr_storage ss;
+        fd_peer(fd, &ss);
+        ip_give(a, (struct sockaddr *)&ss);
+    }
     close(fd);
 }
 
@@ -234,6 +251,7 @@ static bool track(struct acceptor *a, int fd, time_t when)
     h->deadline = when;
     h->since = time(NULL);
     h->closing = false;
+    h->lingering = false;
     h->prev = a->newest;
     h->next = -1;
     if (a->newest != -1)
@@ -489,6 +507,66 @@ static void expire(struct acceptor *a, time_t now)
     }
 }
 
+/* Takes the connections libmicrohttpd's threads handed back, to drain until they close. */
+static void take_lingering(struct acceptor *a)
+{
+    uint64_t v;
+    while (read(a->linger_fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&a->linger_mu);
+    for (size_t i = 0; i < a->linger_n; i++) {
+        int fd = a->linger_q[i];
+        int fl = fcntl(fd, F_GETFL);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+        if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+            !track(a, fd, time(NULL) + LINGER_SECONDS)) {
+            close(fd);
+            continue;
+        }
+        a->held[fd].closing = true;
+        a->held[fd].lingering = true;
+        if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            drop(a, fd);
+            close_pending(a, fd);
+        }
+    }
+    a->linger_n = 0;
+    pthread_mutex_unlock(&a->linger_mu);
+}
+
+void acceptor_linger(struct server *srv, int fd)
+{
+    struct acceptor *a = srv->acceptor;
+    if (a == NULL) {
+        close(fd);
+        return;
+    }
+    pthread_mutex_lock(&a->linger_mu);
+    bool queued = false;
+    if (!a->linger_off) {
+        if (a->linger_n == a->linger_cap) {
+            size_t cap = a->linger_cap ? a->linger_cap * 2 : 16;
+            int *q = realloc(a->linger_q, cap * sizeof(*q));
+            if (q != NULL) {
+                a->linger_q = q;
+                a->linger_cap = cap;
+            }
+        }
+        if (a->linger_n < a->linger_cap) {
+            a->linger_q[a->linger_n++] = fd;
+            queued = true;
+        }
+    }
+    if (queued) {
+        uint64_t one = 1;
+        while (write(a->linger_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_mutex_unlock(&a->linger_mu);
+    if (!queued)
+        close(fd);
+}
+
 static void *run(void *arg)
 {
     struct acceptor *a = arg;
@@ -502,7 +580,9 @@ static void *run(void *arg)
             int fd = evs[i].data.fd;
             if (fd == a->wake_fd)
                 return NULL;
-            if (fd == a->listen_fd)
+            if (fd == a->linger_fd)
+                take_lingering(a);
+            else if (fd == a->listen_fd)
                 accept_all(a);
             else
                 first_byte(a, fd);
@@ -547,27 +627,34 @@ int acceptor_start(struct server *srv, int listen_fd)
     a->oldest = a->newest = -1;
     a->max_held = held_bound(&srv->cfg);
     pthread_mutex_init(&a->ip_mu, NULL);
+    pthread_mutex_init(&a->linger_mu, NULL);
     a->epfd = epoll_create1(EPOLL_CLOEXEC);
     a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    a->linger_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     a->reserve_fd = eventfd(0, EFD_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = listen_fd};
     struct epoll_event wev = {.events = EPOLLIN, .data.fd = a->wake_fd};
+    struct epoll_event gev = {.events = EPOLLIN, .data.fd = a->linger_fd};
     int fl = fcntl(listen_fd, F_GETFL);
     /* set before the thread starts: the connections it hands over report their close here */
     srv->acceptor = a;
-    if (a->epfd == -1 || a->wake_fd == -1 || a->reserve_fd == -1 || fl == -1 ||
-        fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+    if (a->epfd == -1 || a->wake_fd == -1 || a->linger_fd == -1 || a->reserve_fd == -1 ||
+        fl == -1 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
         epoll_ctl(a->epfd, EPOLL_CTL_ADD, listen_fd, &lev) != 0 ||
         epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wake_fd, &wev) != 0 ||
+        epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->linger_fd, &gev) != 0 ||
         pthread_create(&a->thread, NULL, run, a) != 0) {
         if (a->epfd != -1)
             close(a->epfd);
         if (a->wake_fd != -1)
             close(a->wake_fd);
+        if (a->linger_fd != -1)
+            close(a->linger_fd);
         if (a->reserve_fd != -1)
             close(a->reserve_fd);
         srv->acceptor = NULL;
         pthread_mutex_destroy(&a->ip_mu);
+        pthread_mutex_destroy(&a->linger_mu);
         free(a);
         return -1;
     }
@@ -586,12 +673,20 @@ void acceptor_stop(struct server *srv)
     /* connections that never said anything are closed; the listener stops accepting */
     for (int fd = a->oldest; fd != -1; fd = a->held[fd].next)
         close(fd);
+    /* and what libmicrohttpd hands back from now on is closed at once */
+    pthread_mutex_lock(&a->linger_mu);
+    a->linger_off = true;
+    for (size_t i = 0; i < a->linger_n; i++)
+        close(a->linger_q[i]);
+    a->linger_n = 0;
+    pthread_mutex_unlock(&a->linger_mu);
     report(a, time(NULL) + REPORT_INTERVAL);
     close(a->epfd);
     close(a->wake_fd);
+    close(a->linger_fd);
     if (a->reserve_fd != -1)
         close(a->reserve_fd);
-    a->epfd = a->wake_fd = a->reserve_fd = -1;
+    a->epfd = a->wake_fd = a->linger_fd = a->reserve_fd = -1;
     free(a->held);
     a->held = NULL;
     a->nheld_cap = 0;
@@ -607,5 +702,7 @@ void acceptor_free(struct server *srv)
         return;
     srv->acceptor = NULL;
     pthread_mutex_destroy(&a->ip_mu);
+    pthread_mutex_destroy(&a->linger_mu);
+    free(a->linger_q);
     free(a);
 }

@@ -412,6 +412,32 @@ static enum MHD_Result begin(struct request *r, const char *url)
     }
 }
 
+/* What a connection keeps across its requests (libmicrohttpd's socket context). */
+struct conn_state {
+    bool linger; /* a request was answered before its body was read */
+};
+
+/* Whether the request announces a body (a length above 0, or chunks). */
+static bool announces_body(struct request *r)
+{
+    const char *cl = req_header(r, "Content-Length");
+    uint64_t n = 0;
+    if (cl != NULL && parse_u64(cl, strlen(cl), &n) && n > 0)
+        return true;
+    return req_header(r, "Transfer-Encoding") != NULL;
+}
+
+/* The request was answered with its body unread: libmicrohttpd closes the connection after
+ * the answer, and it lingers then (acceptor_linger). */
+static void mark_linger(struct request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_state *cs = ci != NULL ? ci->socket_context : NULL;
+    if (cs != NULL)
+        cs->linger = true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *data_size, void **req_cls)
@@ -431,7 +457,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         set_request_id(r);
         *req_cls = r;
         atomic_fetch_add(&srv->inflight, 1);
-        return begin(r, url);
+        enum MHD_Result ret = begin(r, url);
+        if (r->responded && announces_body(r))
+            mark_linger(r);
+        return ret;
     }
     if (*data_size > 0) {
         size_t n = *data_size;
@@ -500,10 +529,26 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)socket_context;
-    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-        acceptor_connection_closed(cls, c);
+    struct server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct conn_state)); /* NULL: no lingering */
+        return;
+    }
+    struct conn_state *cs = *socket_context;
+    *socket_context = NULL;
+    if (cs != NULL && cs->linger) {
+        /* libmicrohttpd has shut our side and closes its descriptor after this call: a
+         * duplicate keeps the socket open while the accept loop drains what is still coming */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int fd = ci != NULL ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (fd != -1)
+            acceptor_linger(srv, fd);
+    }
+    free(cs);
+    acceptor_connection_closed(srv, c);
 }
+
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {

@@ -60,6 +60,9 @@ void acceptor_stop(struct server *srv);
 void acceptor_free(struct server *srv);
 /* libmicrohttpd closed a connection the accept loop handed over (per-address counts). */
 void acceptor_connection_closed(struct server *srv, struct MHD_Connection *c);
+/* TAKES fd (a duplicate of a connection libmicrohttpd closes with a body still coming): it
+ * is drained until the client closes, so the answer already sent is not lost to a reset. */
+void acceptor_linger(struct server *srv, int fd);
 
 /* The scheduled collector (gcsched.c). */
 int gc_sched_start(struct server *srv);
@@ -97,6 +100,7 @@ struct request {
     body_fn on_body; /* NULL: a body is refused */
     done_fn on_done;
     bool responded;
+    bool linger;    /* answered before its body was read: drain it when the connection closes */
     bool succeeded; /* the request did what it was asked; otherwise uploads roll back */
     enum store_err body_err;
     uint64_t received;
