@@ -2,7 +2,8 @@
 # `ocireg import` against hostile and large archives, crafted here (python3's tarfile + zstd):
 #   nested  an archive of a few KiB whose indexes list their child 16 times, 8 deep: the work
 #           must grow with the distinct content, not as 16^8 (the ctest TIMEOUT is the bound:
-#           the import itself takes milliseconds, the unfixed one hours)
+#           the import itself takes milliseconds, the unfixed one hours); and one whose index,
+#           reached a second time deeper down, goes past the nesting limit: refused
 #   bomb    a few KiB of zstd that unpack to hundreds of MiB of zeros under the name of a small
 #           blob: refused before anything is written (run under a file-size limit that a staged
 #           copy of it would break), with --max-size and --reserve, while a server keeps serving
@@ -82,6 +83,20 @@ if kind == "nested":
         child = desc(OCI_INDEX, data, add(data))
     child["annotations"] = {REF: "nest/deep:v1"}
     finish([child])
+elif kind == "deeper":
+    # one index reached twice: at the top of deep/a, and 8 indexes down in deep/b, where its
+    # child lies one level past the limit of 8 nested indexes
+    leaf = image([b"a small layer\n"], "leaf")
+    data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [leaf]}).encode()
+    shallow = desc(OCI_INDEX, data, add(data))
+    child = dict(shallow)
+    for level in range(8):
+        data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                           "manifests": [child]}).encode()
+        child = desc(OCI_INDEX, data, add(data))
+    shallow["annotations"] = {REF: "deep/a:v1"}
+    child["annotations"] = {REF: "deep/b:v1"}
+    finish([shallow, child])
 elif kind == "bomb":
     # the manifest names a 16-byte layer; the archive holds 300 MiB of zeros under that name,
     # ahead of the manifest (as ocireg export and skopeo order their blobs)
@@ -152,6 +167,17 @@ nested)
         fail "import: $(cat "$E2E_DIR/out")"
     admin import "$E2E_DIR/nested.tar.zst" >/dev/null # again: nothing changes
     admin fsck >/dev/null || fail "fsck after import"
+    # the depth limit holds on every path to a manifest, not only the first one checked: an
+    # archive too deep on its second path is refused before anything is stored
+    craft deeper "$E2E_DIR/deeper.tar"
+    zstd -q --rm "$E2E_DIR/deeper.tar" -o "$E2E_DIR/deeper.tar.zst"
+    rc=0
+    admin import "$E2E_DIR/deeper.tar.zst" 2>"$E2E_DIR/err" || rc=$?
+    expect_eq "exit status of an import nested too deep" "$rc" 1
+    grep -q "import refused, nothing stored: .*nested too deep" "$E2E_DIR/err" ||
+        fail "unclear refusal: $(cat "$E2E_DIR/err")"
+    expect_eq "repositories after the refused import" \
+        "$(admin usage --json | jq -c '[.repositories[].repository]')" '["nest/deep"]'
     start_server
     expect_eq "tags of nest/deep" "$(curl -sf "http://$REG/v2/nest/deep/tags/list" | jq -c .tags)" \
         '["v1"]'
