@@ -7,7 +7,8 @@
 #   bomb    a few KiB of zstd that unpack to hundreds of MiB of zeros under the name of a small
 #           blob: refused before anything is written (run under a file-size limit that a staged
 #           copy of it would break), with --max-size and --reserve, while a server keeps serving
-#           the same root, which holds no new file afterwards
+#           the same root, which holds no new file afterwards; from a file, an entry no
+#           descriptor declares is not staged at all
 #   fds     600 blobs imported, exported and imported again under `ulimit -n 128`; with too few
 #           descriptors to work at all, the error says so
 #   pax     every entry's size in a pax record (the ustar size field then 0, as pax writers do
@@ -109,6 +110,14 @@ elif kind == "bomb":
     entries.add("sha256:" + hashlib.sha256(small).hexdigest())
     top = image([small], "bomb")
     top["annotations"] = {REF: "bomb/app:v1"}
+    finish([top])
+elif kind == "stray":
+    # 300 MiB of zeros under a name no descriptor in the archive declares, beside a good image
+    ti = tarfile.TarInfo("blobs/sha256/" + hashlib.sha256(b"nothing refers to it").hexdigest())
+    ti.size = 300 << 20
+    tar.addfile(ti, open("/dev/zero", "rb"))
+    top = image([b"a stray layer\n"], "stray")
+    top["annotations"] = {REF: "stray/app:v1"}
     finish([top])
 elif kind == "many":
     # 30 images of 19 layers and a config each: 600 blobs (and 30 manifests), in 3 repositories
@@ -251,6 +260,14 @@ bomb)
     # shellcheck disable=SC2002 # a pipe, not the file itself
     cat "$E2E_DIR/good.tar.zst" | limited import - --max-size 1M >/dev/null
     expect_eq "tags of many/r0" "$(curl -sf "http://$REG/v2/many/r0/tags/list" | jq -c '.tags | length')" 10
+    # from a file, an entry that no descriptor declares is not staged at all: the image beside
+    # it imports, under the file-size limit its 300 MiB would break
+    craft stray - | zstd -q -o "$E2E_DIR/stray.tar.zst"
+    limited import "$E2E_DIR/stray.tar.zst" >"$E2E_DIR/out" 2>&1 ||
+        fail "import beside an undeclared entry: $(cat "$E2E_DIR/out")"
+    expect_eq "tags of stray/app" "$(curl -sf "http://$REG/v2/stray/app/tags/list" | jq -c .tags)" \
+        '["v1"]'
+    expect_eq "upload files after the import" "$(find "$E2E_DIR/root/uploads" -type f | wc -l)" 0
     ;;
 
 fds)
