@@ -18,7 +18,8 @@
  * Reserve: with --min-free-space 4M on a fresh 24 MiB tmpfs, images (a 1 MiB layer and a
  * manifest each) are pushed until the reserve refuses one (507 naming --min-free-space); then
  * a manifest DELETE and `ocireg gc --grace 0` succeed at once and free space, and pushes work
- * again: space can always be reclaimed through the registry.
+ * again: space can always be reclaimed through the registry. With a reserve larger than the
+ * file system, a manifest PUT that needs no new blob is refused 507 too; a DELETE is not.
  *
  * The tmpfs is mounted in a private mount namespace of this test (unshare): it disappears
  * with the test and its servers whatever happens. Without root or when mounting is not
@@ -548,6 +549,25 @@ static void reserve_phase(void)
         show("push after gc freed space", refusal);
         FAILF("reserve: a push after gc was refused");
     }
+    /* a reserve larger than the file system: a manifest PUT is refused too, even one that needs
+     * no new blob (the image just pushed, under another tag), while a DELETE goes through */
+    srv_stop(&R);
+    srv_restart(&R, (const char *const[]){"--min-free-space", "64M", NULL});
+    char mpath[256];
+    snprintf(mpath, sizeof(mpath), "/v2/%s/manifests/%.71s", REPO, mdg);
+    struct resp *m =
+        http(&R, "GET", mpath, (const char *const[]){"Accept: " MT_MANIFEST, NULL}, NULL, 0);
+    CHECK_INT(m->status, ==, 200);
+    struct resp *r = put_manifest_body(&R, REPO, "retag", MT_MANIFEST, m->body);
+    if (r->status != 507 || strstr(r->body, "--min-free-space") == NULL) {
+        show("manifest PUT below the free-space reserve", r);
+        FAILF("reserve: want 507 naming --min-free-space for a manifest PUT");
+    }
+    resp_free(r);
+    resp_free(m);
+    r = http(&R, "DELETE", mpath, NULL, NULL, 0);
+    CHECK_INT(r->status, ==, 202);
+    resp_free(r);
     server_alive(&R);
     int fsck = rel_fsck(&R);
     if (fsck != 0)
