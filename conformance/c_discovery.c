@@ -247,11 +247,60 @@ void sec_tags(struct ctx *c)
 
 /* ---- referrers ---- */
 
-/* All descriptors of the referrers of digest (following Link pages); first: the 1st response. */
-static json_t *referrers(struct ctx *c, const char *repo, const char *digest, const char *filter,
-                         struct resp **first)
+/*
+ * One page of a referrers list into all: it must be a 200 with Content-Type MT_INDEX and a JSON
+ * image index (schemaVersion 2, mediaType MT_INDEX, manifests an array of objects). why gets
+ * the reason when it is not.
+ */
+static bool referrers_page(const struct resp *r, json_t *all, char *why, size_t cap)
 {
-    char path[PATH_MAX_LEN];
+    char ct[HDR_MAX];
+    if (r->status != 200) {
+        fmt(why, cap, "status %ld", r->status);
+        return false;
+    }
+    if (hdr(r, "Content-Type", ct) == NULL || strcmp(ct, MT_INDEX) != 0) {
+        fmt(why, cap, "Content-Type %s", hdr(r, "Content-Type", ct) != NULL ? ct : "(none)");
+        return false;
+    }
+    json_t *j = resp_json(r);
+    json_t *m = json_object_get(j, "manifests");
+    const char *mt = json_string_value(json_object_get(j, "mediaType"));
+    bool ok = false;
+    if (j == NULL)
+        fmt(why, cap, "the body is not JSON (%zu bytes)", r->len);
+    else if (!json_is_array(m))
+        fmt(why, cap, "no \"manifests\" array");
+    else if (json_integer_value(json_object_get(j, "schemaVersion")) != 2 || mt == NULL ||
+             strcmp(mt, MT_INDEX) != 0)
+        fmt(why, cap, "not an image index (schemaVersion 2, mediaType %s)", MT_INDEX);
+    else
+        ok = true;
+    size_t i;
+    json_t *d;
+    json_array_foreach(m, i, d)
+    {
+        if (ok && !json_is_object(d)) {
+            fmt(why, cap, "manifests[%zu] is not a descriptor", i);
+            ok = false;
+        }
+    }
+    if (ok)
+        json_array_extend(all, m);
+    json_decref(j);
+    return ok;
+}
+
+/*
+ * All descriptors of the referrers of digest (following Link pages); first: the 1st response.
+ * Records one check, what (with the endpoint id) naming it: every page a 200 with an image index
+ * (referrers_page). NULL when a page was not: a list that could not be read is no empty list.
+ * OWNED: json_decref.
+ */
+static json_t *referrers(struct ctx *c, const char *what, const char *repo, const char *digest,
+                         const char *filter, struct resp **first)
+{
+    char path[PATH_MAX_LEN], why[300] = "";
     if (filter != NULL) {
         /* a query value: percent-encode all but unreserved characters and "/" */
         char enc[600];
@@ -271,20 +320,30 @@ static json_t *referrers(struct ctx *c, const char *repo, const char *digest, co
     struct resp *r = req(c, "GET", path, NULL, NULL, 0);
     *first = r;
     json_t *all = json_array();
-    json_t *j = resp_json(r);
-    json_array_extend(all, json_object_get(j, "manifests"));
-    json_decref(j);
+    bool ok = referrers_page(r, all, why, sizeof(why));
+    const struct resp *bad = ok ? NULL : r;
     char next[HDR_MAX];
     bool present;
-    bool ok = link_next(r, next, sizeof(next), &present);
-    for (int pages = 0; ok && pages < 50; pages++) {
-        struct resp *p = req(c, "GET", next, NULL, NULL, 0);
-        j = resp_json(p);
-        json_array_extend(all, json_object_get(j, "manifests"));
-        json_decref(j);
-        ok = p->status == 200 && link_next(p, next, sizeof(next), &present);
+    bool more = ok && link_next(r, next, sizeof(next), &present);
+    struct resp *p = NULL;
+    for (int pages = 0; more && pages < 50; pages++) {
         resp_free(p);
+        p = req(c, "GET", next, NULL, NULL, 0);
+        ok = referrers_page(p, all, why, sizeof(why));
+        if (!ok)
+            bad = p;
+        more = ok && link_next(p, next, sizeof(next), &present);
     }
+    if (!checkf(c, ok,
+                "%s: 200, Content-Type %s and an image index with a manifests array "
+                "(every page)",
+                what, MT_INDEX)) {
+        detail(c, "%s", why);
+        detail_resp(c, bad);
+        json_decref(all);
+        all = NULL;
+    }
+    resp_free(p);
     return all;
 }
 
@@ -424,72 +483,66 @@ void sec_referrers(struct ctx *c)
 
     /* the list */
     struct resp *r;
-    json_t *list = referrers(c, repo, subj.digest, NULL, &r);
-    check_status(c, r, 200, "end-12a GET /referrers/<digest>: 200 OK");
-    check_hdr(c, r, "Content-Type", MT_INDEX, "end-12a Content-Type MUST be " MT_INDEX);
-    json_t *j = resp_json(r);
-    check(c, "end-12a body is an image index (schemaVersion 2, mediaType index, manifests[])",
-          json_integer_value(json_object_get(j, "schemaVersion")) == 2 &&
-              json_is_string(json_object_get(j, "mediaType")) &&
-              strcmp(json_string_value(json_object_get(j, "mediaType")), MT_INDEX) == 0 &&
-              json_is_array(json_object_get(j, "manifests")));
-    json_decref(j);
+    json_t *list = referrers(c, "end-12a GET /referrers/<digest>", repo, subj.digest, NULL, &r);
     resp_free(r);
     for (int i = 0; i < 4; i++)
         check_desc(c, list, &f[i]);
     if (!check(c, "end-12a lists only manifests whose subject is <digest> (4 here)",
-               json_array_size(list) == 4))
+               list != NULL && json_array_size(list) == 4))
         detail(c, "%zu descriptors", json_array_size(list));
     json_decref(list);
 
     /* the artifactType filter */
-    list = referrers(c, repo, subj.digest, "application/vnd.example.sbom.v1", &r);
-    check_status(c, r, 200, "end-12b GET /referrers/<digest>?artifactType=: 200 OK");
+    list = referrers(c, "end-12b GET /referrers/<digest>?artifactType=", repo, subj.digest,
+                     "application/vnd.example.sbom.v1", &r);
     bool applied = hdr(r, "OCI-Filters-Applied", h) != NULL && list_has(h, "artifactType");
     check(c, "end-12b filter applied (SHOULD support filtering): OCI-Filters-Applied: artifactType",
           applied);
     if (applied) {
-        bool only = json_array_size(list) == 1 && find_desc(list, f[0].digest) != NULL;
+        bool only =
+            list != NULL && json_array_size(list) == 1 && find_desc(list, f[0].digest) != NULL;
         if (!check(c, "end-12b with the filter applied: only descriptors of that artifactType",
                    only))
             detail(c, "%zu descriptors", json_array_size(list));
     }
     resp_free(r);
     json_decref(list);
-    list = referrers(c, repo, subj.digest, "application/vnd.example.signature.config.v1+json", &r);
+    list = referrers(c, "end-12b filter on a config-derived artifactType", repo, subj.digest,
+                     "application/vnd.example.signature.config.v1+json", &r);
     if (hdr(r, "OCI-Filters-Applied", h) != NULL)
         check(c, "end-12b filter on the config-derived artifactType: that manifest only",
-              json_array_size(list) == 1 && find_desc(list, f[1].digest) != NULL);
+              list != NULL && json_array_size(list) == 1 && find_desc(list, f[1].digest) != NULL);
     resp_free(r);
     json_decref(list);
-    list = referrers(c, repo, subj.digest, "application/vnd.example.none", &r);
-    check_status(c, r, 200, "end-12b filter matching nothing: 200");
+    list = referrers(c, "end-12b filter matching nothing", repo, subj.digest,
+                     "application/vnd.example.none", &r);
     if (hdr(r, "OCI-Filters-Applied", h) != NULL)
         check(c, "end-12b filter matching nothing: an empty manifests list",
-              json_array_size(list) == 0);
+              list != NULL && json_array_size(list) == 0);
     resp_free(r);
     json_decref(list);
 
     /* no referrers */
-    list = referrers(c, repo, other.digest, NULL, &r);
-    check(c, "end-12a digest without referrers: 200 with an empty manifests list (MUST NOT 404)",
-          r->status == 200 && json_array_size(list) == 0);
-    check_hdr(c, r, "Content-Type", MT_INDEX, "end-12a empty list: Content-Type index");
+    list = referrers(c, "end-12a digest without referrers (MUST NOT 404)", repo, other.digest, NULL,
+                     &r);
+    check(c, "end-12a digest without referrers: an empty manifests list",
+          list != NULL && json_array_size(list) == 0);
     resp_free(r);
     json_decref(list);
     char unknown[DIGEST_MAX];
     digest_of("sha256", "nothing refers to this", 22, unknown);
-    list = referrers(c, repo, unknown, NULL, &r);
-    if (!check(c, "end-12a unknown digest: 200 with an empty manifests list (MUST NOT 404)",
-               r->status == 200 && json_array_size(list) == 0))
+    list = referrers(c, "end-12a unknown digest (MUST NOT 404)", repo, unknown, NULL, &r);
+    if (!check(c, "end-12a unknown digest: an empty manifests list",
+               list != NULL && json_array_size(list) == 0))
         detail_resp(c, r);
     resp_free(r);
     json_decref(list);
     char norepo[128];
     repo_name(c, norepo, sizeof(norepo), "referrers-never-pushed");
-    list = referrers(c, norepo, unknown, NULL, &r);
-    if (!check(c, "end-12a repository never pushed: MUST NOT return 404 to a referrers request",
-               r->status != 404))
+    list =
+        referrers(c, "end-12a repository never pushed (MUST NOT 404)", norepo, unknown, NULL, &r);
+    if (!check(c, "end-12a repository never pushed: an empty manifests list",
+               list != NULL && json_array_size(list) == 0))
         detail_resp(c, r);
     resp_free(r);
     json_decref(list);
@@ -512,9 +565,10 @@ void sec_referrers(struct ctx *c)
     check_hdr(c, r, "OCI-Subject", missing_subject,
               "end-7a subject that does not exist: OCI-Subject: <subject digest>");
     resp_free(r);
-    list = referrers(c, repo, missing_subject, NULL, &r);
+    list =
+        referrers(c, "end-12a referrers of a subject not pushed", repo, missing_subject, NULL, &r);
     check(c, "end-12a referrers of the missing subject list the new manifest",
-          r->status == 200 && find_desc(list, bd) != NULL);
+          find_desc(list, bd) != NULL);
     resp_free(r);
     json_decref(list);
 
@@ -524,9 +578,10 @@ void sec_referrers(struct ctx *c)
     r = req(c, "DELETE", path, NULL, NULL, 0);
     if (check_status(c, r, 202, "end-9 DELETE a referrer manifest: 202")) {
         resp_free(r);
-        list = referrers(c, repo, subj.digest, NULL, &r);
+        list =
+            referrers(c, "end-12a the list after a referrer's delete", repo, subj.digest, NULL, &r);
         check(c, "end-12a a deleted manifest is no longer listed among the referrers",
-              r->status == 200 && find_desc(list, f[1].digest) == NULL &&
+              list != NULL && find_desc(list, f[1].digest) == NULL &&
                   find_desc(list, f[0].digest) != NULL);
         json_decref(list);
     }
