@@ -104,6 +104,9 @@ struct acceptor {
 static const char tls_answer[] =
     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     "Content-Length: 48\r\n\r\nThis port speaks plain HTTP, not HTTPS (TLS).\r\n\r\n";
+static const char bad_line_answer[] =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    "Content-Length: 27\r\n\r\nMalformed request line.\r\n\r\n";
 static const char busy_answer[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
     "Connection: close\r\nContent-Length: 82\r\n\r\n"
@@ -450,6 +453,21 @@ static void busy_close(int fd)
     close(fd);
 }
 
+/*
+ * Whether the request line (after the empty lines a client may send first) is complete and has
+ * no space: one word, no method and target. libmicrohttpd 0.9.75 closes such a connection
+ * without a word; RFC 9112 (section 3) asks for a 400, which says "your request" rather than
+ * "the server went away". (A later request on a kept-alive connection is libmicrohttpd's.)
+ */
+static bool request_line_malformed(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    const char *eol = memchr(p + i, '\n', n - i);
+    return eol != NULL && memchr(p + i, ' ', (size_t)(eol - (p + i))) == NULL;
+}
+
 static void first_byte(struct acceptor *a, int fd)
 {
     if (is_held(a, fd) && a->held[fd].closing) {
@@ -475,6 +493,10 @@ static void first_byte(struct acceptor *a, int fd)
     }
     if (b == TLS_HANDSHAKE) {
         answer_and_close(a, fd, tls_answer, sizeof(tls_answer) - 1);
+        return;
+    }
+    if (request_line_malformed(peek, (size_t)n)) {
+        answer_and_close(a, fd, bad_line_answer, sizeof(bad_line_answer) - 1);
         return;
     }
     if (atomic_load(&a->served) >= (int)a->srv->cfg.max_connections) {

@@ -22,6 +22,9 @@
  * keep-alive connection: at 256 KiB that memset was a quarter of the CPU of a manifest GET.
  * With 64 KiB a 256 MiB upload still ran at full speed; with 32 KiB it did not. */
 #define CONN_MEMORY_LIMIT (64u << 10)
+/* A *req_cls before the access handler's first call: the path as sent held %2F (uri_seen).
+ * Only its address is used. */
+static const char ENCODED_SLASH[] = "%2F";
 
 void server_config_defaults(struct server_config *cfg)
 {
@@ -348,6 +351,11 @@ static enum MHD_Result begin(struct request *r, const char *url)
     const struct route *rt = &r->route;
     if (rt->kind == ROUTE_NONE)
         return reply_error(r, API_NOT_FOUND, NULL);
+    /* url is decoded, %2F into '/': a path that had one names no repository (uri_seen) */
+    if (r->encoded_slash)
+        return rt->name != NULL ? reply_error(r, API_NAME_INVALID,
+                                              "a percent-encoded '/' separates nothing")
+                                : reply_error(r, API_NOT_FOUND, NULL);
     unsigned allowed = route_methods(rt->kind);
     if (r->method == M_OTHER || (allowed & MB(r->method)) == 0)
         return not_allowed(r, allowed);
@@ -445,10 +453,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     struct server *srv = cls;
     struct request *r = *req_cls;
-    if (r == NULL) {
+    if (r == NULL || r == (void *)ENCODED_SLASH) {
+        bool encoded_slash = r != NULL;
         r = calloc(1, sizeof(*r));
         if (r == NULL)
             return MHD_NO;
+        r->encoded_slash = encoded_slash;
         r->srv = srv;
         r->conn = conn;
         r->method = method_of(method);
@@ -487,7 +497,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)conn;
     struct server *srv = cls;
     struct request *r = *req_cls;
-    if (r == NULL)
+    if (r == NULL || r == (void *)ENCODED_SLASH) /* ended before the access handler */
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->succeeded)
         log_debug("request on %s %s ended early (%d)", route_label(r->route.kind), r->name,
@@ -517,6 +527,27 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/*
+ * The request target as the client sent it, before libmicrohttpd decodes it (and the access
+ * handler sees it): libmicrohttpd turns %2F into '/', so "/v2/a%2Fb/tags/list" would reach
+ * the router as a second spelling of "a/b". RFC 3986 (2.2) says the two are different URIs,
+ * and a proxy's rules by path prefix would see the one and not the other; no name in the
+ * grammar needs escaping. What is returned becomes the request's *req_cls: the address
+ * ENCODED_SLASH marks such a path, and on_request keeps the mark in the request it makes.
+ */
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    if (uri == NULL)
+        return NULL;
+    size_t path_len = strcspn(uri, "?");
+    for (size_t i = 0; i + 2 < path_len; i++)
+        if (uri[i] == '%' && uri[i + 1] == '2' && (uri[i + 2] == 'f' || uri[i + 2] == 'F'))
+            return (void *)ENCODED_SLASH;
+    return NULL;
 }
 
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
@@ -842,7 +873,7 @@ int server_start(struct server **out, const struct server_config *cfg)
     more_opts[nopt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,

@@ -92,6 +92,7 @@ struct request {
     int sock_fd;
     uint64_t acked_start;
     struct route route;
+    bool encoded_slash; /* the path as sent held %2F (see uri_seen in http.c) */
     char name[NAME_MAX_LEN + 1];
     char ref[REF_MAX + 1];
     bool ref_is_digest;
