@@ -43,7 +43,7 @@ static long long alice_gen;
 static struct resp *req(const char *method, const char *path, const char *auth, const void *body,
                         size_t len)
 {
-    static char h[HDR_MAX];
+    static char h[HDR_MAX + 32]; /* "Authorization: " and a value of up to HDR_MAX */
     const char *hdrs[2] = {NULL, NULL};
     if (auth != NULL) {
         snprintf(h, sizeof(h), "Authorization: %s", auth);
@@ -596,6 +596,18 @@ static void test_bad_tokens(void)
     claims(c, sizeof(c), "ocireg", "ocireg", 3600, 600, "access", "team/app");
     make_jwt(ours, c, SIGN_OURS, tok, sizeof(tok));
     CHECK_INT(try_token(tok), ==, 401); /* not yet valid */
+    /* times before 1970 (exp -100 or -1, nbf -100): no time; a cast must not make a negative
+     * exp the far future */
+    long long now = (long long)time(NULL);
+    static const long long exps[] = {-100, -1, -100000};
+    for (size_t i = 0; i < sizeof(exps) / sizeof(exps[0]); i++) {
+        claims(c, sizeof(c), "ocireg", "ocireg", exps[i] - now, -60, "access", "team/app");
+        make_jwt(ours, c, SIGN_OURS, tok, sizeof(tok));
+        CHECK_INT(try_token(tok), ==, 401);
+    }
+    claims(c, sizeof(c), "ocireg", "ocireg", 300, -100 - now, "access", "team/app");
+    make_jwt(ours, c, SIGN_OURS, tok, sizeof(tok));
+    CHECK_INT(try_token(tok), ==, 401);
     claims(c, sizeof(c), "ocireg", "elsewhere", 300, 0, "access", "team/app");
     make_jwt(ours, c, SIGN_OURS, tok, sizeof(tok));
     CHECK_INT(try_token(tok), ==, 401); /* wrong audience */
@@ -615,9 +627,14 @@ static void test_bad_tokens(void)
     CHECK_INT(try_token("a.b.c"), ==, 401);
     CHECK_INT(try_token("..."), ==, 401);
 
-    /* the external ES256 issuer: its tokens work, with its own iss only */
+    /* the external ES256 issuer: its tokens work, with its own iss only, and not with a
+     * negative exp */
     make_jwt("{\"typ\":\"JWT\",\"alg\":\"ES256\"}", c, SIGN_ES256, tok, sizeof(tok));
     CHECK_INT(try_token(tok), ==, 200);
+    char neg[2048];
+    claims(neg, sizeof(neg), "ext", "ocireg", -100 - now, -60, "access", "team/app");
+    make_jwt("{\"typ\":\"JWT\",\"alg\":\"ES256\"}", neg, SIGN_ES256, tok, sizeof(tok));
+    CHECK_INT(try_token(tok), ==, 401);
     claims(c, sizeof(c), "ocireg", "ocireg", 300, 0, "access", "team/app");
     make_jwt("{\"typ\":\"JWT\",\"alg\":\"ES256\"}", c, SIGN_ES256, tok, sizeof(tok));
     CHECK_INT(try_token(tok), ==, 401);
