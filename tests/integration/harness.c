@@ -1,4 +1,5 @@
 #define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -334,6 +335,46 @@ int count_files(const char *root, const char *sub)
     file_count = 0;
     nftw(path, count_entry, 16, FTW_PHYS);
     return file_count;
+}
+
+long long dir_bytes(const char *root, const char *sub)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%s", root, sub);
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[1024];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            sum += st.st_size;
+    }
+    closedir(d);
+    return sum;
+}
+
+unsigned read_port_file(const struct srv *s, const char *name)
+{
+    char path[512];
+    unsigned port = 0;
+    snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL && fscanf(f, "%u", &port) == 1 && port > 0 && port < 65536);
+    fclose(f);
+    return port;
+}
+
+void basic_auth(const char *user, const char *pw, char *out, size_t cap)
+{
+    char raw[4200];
+    int n = snprintf(raw, sizeof(raw), "%s:%s", user, pw);
+    CHECK(n > 0 && (size_t)n < sizeof(raw));
+    unsigned char b64[4 * (sizeof(raw) + 2) / 3 + 1];
+    EVP_EncodeBlock(b64, (const unsigned char *)raw, n);
+    snprintf(out, cap, "Basic %s", (const char *)b64);
 }
 
 void expect_resp(const struct resp *r, long status, const char *code, const char *file, int line)

@@ -91,6 +91,15 @@ void sha512_str(const void *data, size_t len, char *out);
 /* Files under root/sub (recursively), for "nothing was stored" checks. */
 int count_files(const char *root, const char *sub);
 
+/* Bytes of the files directly in root/sub (the data files of the upload sessions, say). */
+long long dir_bytes(const char *root, const char *sub);
+
+/* The port a server wrote to the file s->dir/name (--admin-port-file, --port-file). */
+unsigned read_port_file(const struct srv *s, const char *name);
+
+/* The Authorization value "Basic base64(user:pw)" into out. */
+void basic_auth(const char *user, const char *pw, char *out, size_t cap);
+
 /* Monolithic blob push (must answer 201); the digest into out[72]. */
 void push_blob_data(struct srv *s, const char *repo, const void *data, size_t len, char *out);
 /* PUT of a manifest with its Content-Type. */

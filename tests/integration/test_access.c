@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
 
 #include "tests/check.h"
 #include "tests/integration/harness.h"
@@ -40,30 +39,11 @@ static const char *const *with_admin_port(const char *const *more)
     return args;
 }
 
-static void read_admin_port(void)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/aport", S.dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL && fscanf(f, "%u", &admin_port) == 1);
-    fclose(f);
-}
-
 static void restart(const char *const *flags)
 {
     srv_stop(&S);
     srv_restart(&S, with_admin_port(flags));
-    read_admin_port();
-}
-
-static void basic(const char *user, const char *pw, char *out, size_t cap)
-{
-    char raw[4200];
-    snprintf(raw, sizeof(raw), "%s:%s", user, pw);
-    char b64[5700];
-    sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)raw, strlen(raw),
-                      sodium_base64_VARIANT_ORIGINAL);
-    snprintf(out, cap, "Basic %s", b64);
+    admin_port = read_port_file(&S, "aport");
 }
 
 /* A request to the API (admin false) or the admin listener, with an Authorization value. */
@@ -146,7 +126,7 @@ static long token_form(const char *form, const char *field, char *out, size_t ca
 static long get_token(const char *user, const char *pw, const char *scope, char *out, size_t cap)
 {
     char auth[HDR_MAX], path[1024];
-    basic(user, pw, auth, sizeof(auth));
+    basic_auth(user, pw, auth, sizeof(auth));
     snprintf(path, sizeof(path), "/auth/token?service=ocireg&scope=%s", scope);
     struct resp *r = req("GET", path, auth, NULL, 0);
     long st = r->status;
@@ -236,8 +216,8 @@ static void test_recreated_user_basic_mode(void)
     login_password("robot", login_pw, sizeof(login_pw));
     login_password("robot", cold_pw, sizeof(cold_pw));
     /* login_pw is used now (cached as verified), cold_pw never before the re-creation */
-    basic("robot", login_pw, auth, sizeof(auth));
-    basic("robot", cold_pw, cold, sizeof(cold));
+    basic_auth("robot", login_pw, auth, sizeof(auth));
+    basic_auth("robot", cold_pw, cold, sizeof(cold));
     CHECK_INT(push_blob("team/basic", auth, "basic robot blob"), ==, 201);
 
     recreate_robot();
@@ -247,7 +227,7 @@ static void test_recreated_user_basic_mode(void)
     restart((const char *[]){"--auth", "basic", NULL});
     CHECK_INT(push_blob("other/y", auth, "old login password, fresh server"), ==, 401);
     char pw[HDR_MAX];
-    basic("robot", ROBOT_PW, pw, sizeof(pw));
+    basic_auth("robot", ROBOT_PW, pw, sizeof(pw));
     CHECK_INT(push_blob("other/y", pw, "new robot, its password"), ==, 201);
     CHECK_INT(push_blob("team/basic", pw, "new robot, old grants"), ==, 403);
     cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "robot", NULL});
@@ -263,9 +243,9 @@ static long admin_status(const char *method, const char *path, const char *auth)
 static void test_admin_listener(void)
 {
     char admin[HDR_MAX], alice[HDR_MAX], wrong[HDR_MAX], h[256];
-    basic("admin", ADMIN_PW, admin, sizeof(admin));
-    basic("alice", ALICE_PW, alice, sizeof(alice));
-    basic("admin", "not-the-password", wrong, sizeof(wrong));
+    basic_auth("admin", ADMIN_PW, admin, sizeof(admin));
+    basic_auth("alice", ALICE_PW, alice, sizeof(alice));
+    basic_auth("admin", "not-the-password", wrong, sizeof(wrong));
     restart((const char *[]){"--auth", "basic", NULL});
     CHECK_INT(push_blob("team/doomed", admin, "doomed blob"), ==, 201);
 
@@ -288,7 +268,7 @@ static void test_admin_listener(void)
     char reader[HDR_MAX];
     cli_ok("reader-pass-1\n", NULL, 0, (const char *[]){"user", "add", "reader", NULL});
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "reader", "*", "pull,push", NULL});
-    basic("reader", "reader-pass-1", reader, sizeof(reader));
+    basic_auth("reader", "reader-pass-1", reader, sizeof(reader));
     CHECK_INT(status_of(req("GET", "/v2/team/doomed/tags/list", reader, NULL, 0)), ==, 200);
     CHECK_INT(admin_status("GET", "/metrics", reader), ==, 403);
     CHECK_INT(admin_status("GET", "/admin/usage?users", reader), ==, 403);
@@ -318,7 +298,7 @@ static void test_admin_listener(void)
     CHECK_INT(admin_status("GET", "/admin/usage", admin), ==, 200);
     char login_pw[4096], lp[HDR_MAX];
     login_password("admin", login_pw, sizeof(login_pw));
-    basic("admin", login_pw, lp, sizeof(lp));
+    basic_auth("admin", login_pw, lp, sizeof(lp));
     CHECK_INT(admin_status("GET", "/admin/usage", lp), ==, 200);
 
     /* without auth: open to read, changes opt-in all the same */
@@ -373,9 +353,9 @@ static void test_catalog_per_user(void)
 {
     restart((const char *[]){"--auth", "basic", NULL});
     char admin[HDR_MAX], alice[HDR_MAX], carol[HDR_MAX];
-    basic("admin", ADMIN_PW, admin, sizeof(admin));
-    basic("alice", ALICE_PW, alice, sizeof(alice));
-    basic("carol", "carol-pass-1", carol, sizeof(carol));
+    basic_auth("admin", ADMIN_PW, admin, sizeof(admin));
+    basic_auth("alice", ALICE_PW, alice, sizeof(alice));
+    basic_auth("carol", "carol-pass-1", carol, sizeof(carol));
     cli_ok("carol-pass-1\n", NULL, 0, (const char *[]){"user", "add", "carol", NULL});
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "alice", "team-a/*", "pull", NULL});
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "anonymous", "public/*", "pull", NULL});
@@ -411,22 +391,22 @@ static void test_failed_logins_bounded(void)
 {
     restart((const char *[]){"--auth", "basic", "--login-failures", "3", NULL});
     char good[HDR_MAX], bad[HDR_MAX], h[64];
-    basic("alice", ALICE_PW, good, sizeof(good));
+    basic_auth("alice", ALICE_PW, good, sizeof(good));
     /* a good login first: it is remembered, and keeps working through what follows */
     CHECK_INT(status_of(req("GET", "/v2/", good, NULL, 0)), ==, 200);
     /* the same wrong password again and again (a client retrying, or sending it on several
      * connections) is one failure: checked once, remembered */
-    basic("alice", "wrong-password-0", bad, sizeof(bad));
+    basic_auth("alice", "wrong-password-0", bad, sizeof(bad));
     for (int i = 0; i < 10; i++)
         CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 401);
     /* two more different ones reach the bound of 3; the next is refused unchecked */
     for (int i = 1; i < 3; i++) {
         char pw[32];
         snprintf(pw, sizeof(pw), "wrong-password-%d", i);
-        basic("alice", pw, bad, sizeof(bad));
+        basic_auth("alice", pw, bad, sizeof(bad));
         CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 401);
     }
-    basic("alice", "wrong-password-3", bad, sizeof(bad));
+    basic_auth("alice", "wrong-password-3", bad, sizeof(bad));
     struct resp *r = req("GET", "/v2/", bad, NULL, 0);
     EXPECT(r, 429, "TOOMANYREQUESTS");
     const char *after = resp_hdr(r, "Retry-After", h, sizeof(h));
@@ -435,7 +415,7 @@ static void test_failed_logins_bounded(void)
     resp_free(r);
     /* an unknown user costs the same and is bounded the same */
     char nobody[HDR_MAX];
-    basic("nobody", "x", nobody, sizeof(nobody));
+    basic_auth("nobody", "x", nobody, sizeof(nobody));
     CHECK_INT(status_of(req("GET", "/v2/", nobody, NULL, 0)), ==, 429);
     /* the admin listener shares the bound */
     CHECK_INT(admin_status("GET", "/metrics", bad), ==, 429);
@@ -443,13 +423,13 @@ static void test_failed_logins_bounded(void)
 
     /* a wrong password remembered is forgotten when the password changes to it */
     restart((const char *[]){"--auth", "basic", NULL});
-    basic("alice", "next-password", bad, sizeof(bad));
+    basic_auth("alice", "next-password", bad, sizeof(bad));
     CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 401);
     cli_ok("next-password\n", NULL, 0, (const char *[]){"user", "passwd", "alice", NULL});
     CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 200);
     cli_ok(ALICE_PW, NULL, 0, (const char *[]){"user", "passwd", "alice", NULL});
     /* and a user added since a wrong guess of its name and password can sign in */
-    basic("dave", "dave-pass-1", bad, sizeof(bad));
+    basic_auth("dave", "dave-pass-1", bad, sizeof(bad));
     CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 401);
     cli_ok("dave-pass-1\n", NULL, 0, (const char *[]){"user", "add", "dave", NULL});
     CHECK_INT(status_of(req("GET", "/v2/", bad, NULL, 0)), ==, 200);
@@ -460,7 +440,7 @@ static void test_failed_logins_bounded(void)
               401);
     CHECK_INT(get_token("alice", "wrong-2", "repository:team/app:pull", tok, sizeof(tok)), ==,
               401);
-    basic("alice", "wrong-3", bad, sizeof(bad));
+    basic_auth("alice", "wrong-3", bad, sizeof(bad));
     r = req("GET", "/auth/token?service=ocireg", bad, NULL, 0);
     CHECK_INT(r->status, ==, 429);
     CHECK(resp_hdr(r, "Retry-After", h, sizeof(h)) != NULL);

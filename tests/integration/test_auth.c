@@ -52,22 +52,12 @@ static struct resp *req(const char *method, const char *path, const char *auth, 
     return http(&S, method, path, hdrs, body, len);
 }
 
-static void basic(const char *user, const char *pw, char *out, size_t cap)
-{
-    char raw[4200];
-    snprintf(raw, sizeof(raw), "%s:%s", user, pw);
-    char b64[5700];
-    sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)raw, strlen(raw),
-                      sodium_base64_VARIANT_ORIGINAL);
-    snprintf(out, cap, "Basic %s", b64);
-}
-
 /* GET /auth/token?service=ocireg&QUERY with optional Basic credentials; token into out. */
 static long get_token(const char *user, const char *pw, const char *query, char *out, size_t cap)
 {
     char auth[HDR_MAX], path[1024];
     if (user != NULL)
-        basic(user, pw, auth, sizeof(auth));
+        basic_auth(user, pw, auth, sizeof(auth));
     snprintf(path, sizeof(path), "/auth/token?service=ocireg&%s", query);
     struct resp *r = req("GET", path, user != NULL ? auth : NULL, NULL, 0);
     long st = r->status;
@@ -374,7 +364,7 @@ static void test_token_endpoint_forms(void)
     struct resp *a = req("GET", "/auth/token?service=ocireg&scope=repository:team/app:pull",
                          "Basic bm9ib2R5Onh4eA==", NULL, 0); /* nobody:xxx */
     char wrong[512];
-    basic("alice", "wrong", wrong, sizeof(wrong));
+    basic_auth("alice", "wrong", wrong, sizeof(wrong));
     struct resp *b = req("GET", "/auth/token?service=ocireg&scope=repository:team/app:pull",
                          wrong, NULL, 0);
     EXPECT(a, 401, NULL);
@@ -386,7 +376,7 @@ static void test_token_endpoint_forms(void)
     CHECK_INT(get_token("alice", ALICE_PW, "service=other", tok, sizeof(tok)), ==, 400);
     /* GET with offline_token: a refresh token comes along */
     char auth[512];
-    basic("alice", ALICE_PW, auth, sizeof(auth));
+    basic_auth("alice", ALICE_PW, auth, sizeof(auth));
     struct resp *r = req("GET", "/auth/token?service=ocireg&offline_token=true&client_id=t",
                          auth, NULL, 0);
     EXPECT(r, 200, NULL);
@@ -681,19 +671,19 @@ static void test_basic_mode(void)
     EXPECT(r, 401, "UNAUTHORIZED");
     CHECK_STR(resp_hdr(r, "WWW-Authenticate", h, sizeof(h)), "Basic realm=\"ocireg\"");
     resp_free(r);
-    basic("alice", ALICE_PW, auth, sizeof(auth));
+    basic_auth("alice", ALICE_PW, auth, sizeof(auth));
     r = req("GET", "/v2/", auth, NULL, 0);
     EXPECT(r, 200, NULL);
     resp_free(r);
     CHECK_INT(push_blob("team/basic", auth, "basic blob", d), ==, 201);
-    basic("alice", "wrong", auth, sizeof(auth));
+    basic_auth("alice", "wrong", auth, sizeof(auth));
     CHECK_INT(push_blob("team/basic", auth, "basic blob", d), ==, 401);
     /* bob: pull on team/..., no push */
-    basic("bob", bob_pw, auth, sizeof(auth));
+    basic_auth("bob", bob_pw, auth, sizeof(auth));
     CHECK_INT(push_blob("team/basic", auth, "bob blob", d), ==, 403);
     /* nor delete, for bob or alice (pull, push): refused, nothing goes */
     char alice[512], md[80], mpath[256], bpath[256];
-    basic("alice", ALICE_PW, alice, sizeof(alice));
+    basic_auth("alice", ALICE_PW, alice, sizeof(alice));
     push_image_auth("team/basic-del", "v1", alice, "{\"basic-del\":1}", md);
     snprintf(mpath, sizeof(mpath), "/v2/team/basic-del/manifests/%s", md);
     sha256_str("{\"basic-del\":1}", 15, d);
@@ -710,7 +700,7 @@ static void test_basic_mode(void)
     /* a user whose name starts another's holds none of that one's grants */
     cli_ok("ali-pass-1\n", NULL, 0, (const char *[]){"user", "add", "ali", NULL});
     char ali[512];
-    basic("ali", "ali-pass-1", ali, sizeof(ali));
+    basic_auth("ali", "ali-pass-1", ali, sizeof(ali));
     CHECK_INT(status_with("GET", bpath, ali), ==, 403);
     CHECK_INT(push_blob("team/basic", ali, "ali blob", d), ==, 403);
     cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "ali", NULL});
@@ -732,12 +722,12 @@ static void test_basic_mode(void)
     cli_ok(NULL, pw, sizeof(pw), (const char *[]){"login-password", "alice", NULL});
     pw[strcspn(pw, "\n")] = '\0';
     char big[HDR_MAX];
-    basic("alice", pw, big, sizeof(big));
+    basic_auth("alice", pw, big, sizeof(big));
     r = req("GET", path, big, NULL, 0);
     EXPECT(r, 200, NULL);
     resp_free(r);
     /* a deleted user is out at once, even with cached credentials */
-    basic("bob", bob_pw, auth, sizeof(auth));
+    basic_auth("bob", bob_pw, auth, sizeof(auth));
     cli_ok(NULL, NULL, 0, (const char *[]){"user", "del", "bob", NULL});
     r = req("GET", path, auth, NULL, 0);
     EXPECT(r, 401, NULL);
@@ -754,7 +744,7 @@ static void test_usage_per_user(void)
     cli_ok("carol-pass-1\n", NULL, 0, (const char *[]){"user", "add", "carol", NULL});
     cli_ok(NULL, NULL, 0, (const char *[]){"grant", "carol", "team/carol", "pull,push", NULL});
     char carol[512], md[80], cd[80], path[256];
-    basic("carol", "carol-pass-1", carol, sizeof(carol));
+    basic_auth("carol", "carol-pass-1", carol, sizeof(carol));
     push_image_auth("team/carol", "v1", carol, cfg, md);
     snprintf(path, sizeof(path), "/v2/team/carol/manifests/v1");
     struct resp *r = req("GET", path, carol, NULL, 0);

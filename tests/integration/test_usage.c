@@ -35,15 +35,6 @@ struct figures {
     long long stored, exclusive, ingress, egress, pulls, pushes;
 };
 
-static void read_admin_port(void)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/aport", S.dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL && fscanf(f, "%u", &admin_port) == 1);
-    fclose(f);
-}
-
 static const char *const *server_args(void)
 {
     static char path[256];
@@ -381,26 +372,6 @@ static void test_quota(void)
     CHECK_INT(usage_of("bill/q").stored, ==, 60);
 }
 
-/* Bytes in the upload sessions' data files of a root. */
-static long long uploads_bytes(const char *root)
-{
-    char dir[256];
-    snprintf(dir, sizeof(dir), "%s/uploads", root);
-    DIR *d = opendir(dir);
-    CHECK(d != NULL);
-    long long sum = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[600];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (e->d_name[0] != '.' && stat(path, &st) == 0)
-            sum += st.st_size;
-    }
-    closedir(d);
-    return sum;
-}
-
 static void session_start(struct srv *s, const char *repo, char *loc, size_t cap)
 {
     char path[256];
@@ -551,7 +522,7 @@ static void test_upload_quota(void)
     CHECK(big != NULL);
     memset(big, 'b', BIG);
     char loc[256], path[512], digest[80];
-    long long before = uploads_bytes(S.root);
+    long long before = dir_bytes(S.root, "uploads");
 
     /* a chunk of known length: refused before its body is read */
     session_start(&S, "bill/uq", loc, sizeof(loc));
@@ -580,7 +551,7 @@ static void test_upload_quota(void)
                    (const char *[]){"Content-Type: application/octet-stream", NULL}, big, BIG);
     EXPECT(r, 403, "DENIED");
     resp_free(r);
-    long long left = uploads_bytes(S.root) - before;
+    long long left = dir_bytes(S.root, "uploads") - before;
     fprintf(stderr, "  after the refused 3 MB bodies: %lld bytes more in uploads/\n", left);
     CHECK_INT(left, <=, 1024);
     r = http(&S, "DELETE", loc, NULL, NULL, 0);
@@ -663,7 +634,7 @@ static void test_upload_quota(void)
     resp_free(r);
     session_commit(&S, c, data + 4, 100);
     CHECK_INT(usage_of("bill/uq").stored, ==, 1000);
-    CHECK_INT(uploads_bytes(S.root) - before, <=, 0);
+    CHECK_INT(dir_bytes(S.root, "uploads") - before, <=, 0);
     free(big);
 }
 
@@ -703,7 +674,7 @@ static void test_upload_bounds(void)
     raw = head_only(&a, "POST", path, BIG);
     expect_raw(raw, "HTTP/1.1 413", "--max-upload-size", "a 1.5 MiB monolithic POST");
     free(raw);
-    CHECK_INT(uploads_bytes(a.root), ==, 600 * K);
+    CHECK_INT(dir_bytes(a.root, "uploads"), ==, 600 * K);
 
     /* the repository's sessions together, whichever process holds them */
     session_start(&b, "lim/app", s3, sizeof(s3));
@@ -723,7 +694,7 @@ static void test_upload_bounds(void)
     resp_free(r);
     session_commit(&b, s4, big, 600 * K);
     session_commit(&a, s1, big, 600 * K);
-    CHECK_INT(uploads_bytes(a.root), ==, 0);
+    CHECK_INT(dir_bytes(a.root, "uploads"), ==, 0);
     free(big);
     srv_stop(&b);
     srv_stop(&a);
@@ -771,7 +742,7 @@ static void test_kill9(void)
     long long phys = total("physical_bytes");
     srv_kill(&S);
     srv_restart(&S, server_args());
-    read_admin_port();
+    admin_port = read_port_file(&S, "aport");
     struct figures a = usage_of("bill/one"), b = usage_of("bill/two");
     CHECK_INT(a.stored, ==, one.stored);
     CHECK_INT(a.ingress, ==, one.ingress);
@@ -794,7 +765,7 @@ int main(void)
     srv_start(&S, NULL);
     srv_stop(&S);
     srv_restart(&S, server_args());
-    read_admin_port();
+    admin_port = read_port_file(&S, "aport");
     RUN(test_figures);
     RUN(test_aborted_download);
     RUN(test_quota);

@@ -672,23 +672,6 @@ static void part_f(void)
 
 /* ---- G: more than 256 upload bodies in flight ---- */
 
-/* Bytes of the upload sessions' data files. */
-static long long uploads_bytes(const char *root)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/uploads", root);
-    DIR *d = opendir(path);
-    CHECK(d != NULL);
-    long long sum = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        long sz = e->d_name[0] != '.' ? file_size(path, e->d_name) : -1;
-        sum += sz > 0 ? sz : 0;
-    }
-    closedir(d);
-    return sum;
-}
-
 static void start_session(struct srv *s, char *loc, size_t cap)
 {
     struct resp *r = http(s, "POST", "/v2/flood/app/blobs/uploads/", NULL, NULL, 0);
@@ -737,7 +720,7 @@ static void part_g(void)
     CHECK_INT(patch_chunk(&s, idle, 0, "0123456789", 10, NULL), ==, 202);
     for (int i = 0; i < FLIGHT; i++)
         start_session(&s, loc[i], sizeof(loc[i]));
-    long long before = uploads_bytes(s.root);
+    long long before = dir_bytes(s.root, "uploads");
     char head[512], body[SENT];
     memset(body, 'g', sizeof(body));
     for (int i = 0; i < FLIGHT; i++) {
@@ -756,7 +739,7 @@ static void part_g(void)
     long long want = before + (long long)FLIGHT * SENT, got = before;
     double until = rel_now() + 60;
     int answered = 0;
-    while ((got = uploads_bytes(s.root)) < want && answered == 0 && rel_now() < until) {
+    while ((got = dir_bytes(s.root, "uploads")) < want && answered == 0 && rel_now() < until) {
         pause_ms(20);
         answered = answered_early(fd, FLIGHT);
     }
