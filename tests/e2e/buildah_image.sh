@@ -59,7 +59,7 @@ read -ra base <<<"$BASE_LAYERS"
 [ ${#base[@]} = 2 ] || fail "e2e/base:1 has ${#base[@]} layers, want 2"
 
 # --- derived image: from the registry, one more layer (store b, empty) ------------------------
-expect_eq "images in store b" "$(bh b images --quiet | xargs)" ""
+expect_out "images in store b" "" bh b images --quiet
 C=$(bh b --log-level debug from $TLS "$REG/e2e/base:1" 2>"$E2E_DIR/from.log")
 show_on_failure "$E2E_DIR/from.log" "buildah from (debug)"
 for l in $BASE_LAYERS; do

@@ -42,14 +42,14 @@ forget_all() {
     refs=$(ct images ls -q)
     # shellcheck disable=SC2086 # one name per word
     [ -z "$refs" ] || ct images rm --sync $refs >/dev/null
-    expect_eq "blobs left in containerd" "$(local_blobs)" ""
+    expect_out "blobs left in containerd" "" local_blobs
 }
 # check_pulled REF MANIFEST BLOBS: containerd holds REF -> MANIFEST and exactly BLOBS, each of
 # which hashes to its name
 check_pulled() {
     local d
     expect_eq "ctr: digest of $1" "$(target "$1")" "$2"
-    expect_eq "ctr: blobs after pulling $1" "$(local_blobs)" "$3"
+    expect_out "ctr: blobs after pulling $1" "$3" local_blobs
     for d in $3; do
         [ "$(ct content get "$d" | digest_of)" = "$d" ] || fail "blob $d does not match its digest"
     done
@@ -73,7 +73,7 @@ registry_check() {
 
 # --- pull by tag, unpack, read the files ---------------------------------------------------------
 sk copy --quiet --dest-tls-verify=false "oci:$SEED:v1" "docker://$REG/e2e/seed:v1"
-expect_eq "blobs in a fresh containerd" "$(local_blobs)" ""
+expect_out "blobs in a fresh containerd" "" local_blobs
 ct images pull --plain-http --platform linux/amd64 "$REG/e2e/seed:v1" >/dev/null
 check_pulled "$REG/e2e/seed:v1" "$SEED_MANIFEST" "$SEED_BLOBS"
 mkdir "$E2E_DIR/mnt"

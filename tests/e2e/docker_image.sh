@@ -29,7 +29,7 @@ image_field() { dk image inspect --format "$2" "$1"; }
 # shellcheck disable=SC2016 # a Go template: the diff IDs, space-separated
 LAYERS_TMPL='{{range $i, $l := .RootFS.Layers}}{{if $i}} {{end}}{{$l}}{{end}}'
 # no_images: the daemon holds no image at all
-no_images() { expect_eq "images left in the daemon" "$(dk images -q | xargs)" ""; }
+no_images() { expect_out "images left in the daemon" "" dk images -q; }
 
 # --- load -------------------------------------------------------------------------------------
 no_images

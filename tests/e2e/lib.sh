@@ -282,6 +282,18 @@ expect_eq() { # expect_eq WHAT GOT WANT
     log "ok: $1 = $3"
 }
 
+# expect_out WHAT WANT CMD...: CMD must exit 0 and print exactly WANT (trailing newlines aside,
+# as with $(...)). Use it rather than expect_eq "$(CMD)" where a failing CMD would print what
+# is wanted, above all an empty WANT: $(CMD) of a command that fails is "" too, and an
+# argument's command substitution does not stop the script under set -e.
+expect_out() {
+    local what=$1 want=$2 got rc=0
+    shift 2
+    got=$("$@") || rc=$?
+    [ "$rc" -eq 0 ] || fail "$what: status $rc from: $*"
+    expect_eq "$what" "$got" "$want"
+}
+
 # Every file under LAYOUT/blobs/sha256 must hash to its own name.
 verify_layout_blobs() {
     local f n=0
