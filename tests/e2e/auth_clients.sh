@@ -1,11 +1,13 @@
 #!/bin/bash
 # Access control with real clients: podman login + push + pull in token mode and in basic
-# mode, skopeo with --creds, a user without push denied on push but able to pull, a login
-# password from `ocireg login-password`, and skopeo over native TLS with --cert-dir.
+# mode, skopeo with --creds, a user without push denied on push but able to pull, pulls of an
+# existing image refused for lack of permission (anonymous, and a user without pull on it:
+# 401/403 and "denied"/"unauthorized" from the client, never "not found"), a login password
+# from `ocireg login-password`, and skopeo over native TLS with --cert-dir.
 . "$(dirname "$0")/lib.sh" "$@"
 
 e2e_need skopeo jq tar gzip sha256sum curl podman openssl
-compat "podman + skopeo" "$(podman --version | cut -d" " -f3)" "login (token, basic), push/pull with credentials, denied push, TLS"
+compat "podman + skopeo" "$(podman --version | cut -d" " -f3)" "login (token, basic), push/pull with credentials, denied push and pull, TLS"
 
 SRC="$E2E_DIR/src"
 layout_init "$SRC"
@@ -20,19 +22,61 @@ mkdir -p "$E2E_DIR/root"
 printf '%s\n' "$ALICE_PW" | admin user add alice
 BOB_PW=$(admin user add bob </dev/null)
 admin grant alice 'team/*' pull,push
+admin grant alice 'private/*' pull,push
 admin grant bob 'team/*' pull
+
+# denied WHAT FILE: FILE, the output of a client command that failed, says the registry refused
+# for lack of permission; a "not found" would mean the check of access never ran (or ran after
+# a lookup), and an image that exists would look absent.
+denied() {
+    grep -Eqi 'denied|unauthorized|authentication required' "$2" &&
+        ! grep -Eqi 'not found|manifest unknown|name unknown|blob unknown|\b404\b' "$2" ||
+        fail "$1: refused for another reason than permission: $(cat "$2")"
+    log "ok: $1: refused for lack of permission"
+}
+# answer MODE USER:PASSWORD REPO: "status error-code" of a manifest GET of REPO:v1 as USER
+# (token mode: with the token the built-in endpoint gives USER for a pull of REPO), and the
+# WWW-Authenticate error when there is one.
+answer() {
+    local mode=$1 auth=(-u "$2") tok code
+    if [ "$mode" = token ]; then
+        tok=$(curl -sf --max-time 30 -u "$2" \
+            "http://$REG/auth/token?service=ocireg&scope=repository:$3:pull" | jq -er .token) || return 1
+        auth=(-H "Authorization: Bearer $tok")
+    fi
+    code=$(curl -s --max-time 30 -o "$E2E_DIR/answer.json" -D "$E2E_DIR/answer.hdr" \
+        -w '%{http_code}' "${auth[@]}" "http://$REG/v2/$3/manifests/v1") || return 1
+    printf '%s %s%s\n' "$code" "$(jq -r '.errors[0].code' "$E2E_DIR/answer.json")" \
+        "$(http_header "$E2E_DIR/answer.hdr" WWW-Authenticate | grep -o ',error="[a-z_]*"' || true)"
+}
 
 podman_init
 for mode in token basic; do
     log "---- --auth $mode"
     start_server --auth "$mode"
-    # nothing without credentials
+    sk copy --quiet --dest-tls-verify=false --dest-creds "alice:$ALICE_PW" \
+        "oci:$SRC:v1" "docker://$REG/team/app:v1"
+    sk copy --quiet --dest-tls-verify=false --dest-creds "alice:$ALICE_PW" \
+        "oci:$SRC:v1" "docker://$REG/private/app:v1"
+    # nothing without credentials (the images exist: pushed just above)
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/team/app/tags/list")
     expect_eq "$mode: anonymous tags list" "$code" 401
     run_fails sk inspect --tls-verify=false "docker://$REG/team/app:v1"
+    denied "$mode: anonymous skopeo inspect of team/app:v1" "$E2E_DIR/last.out"
 
-    sk copy --quiet --dest-tls-verify=false --dest-creds "alice:$ALICE_PW" \
-        "oci:$SRC:v1" "docker://$REG/team/app:v1"
+    # bob has no grant on private/*: its existing image is refused to him as unauthorized
+    # (token: a token without the pull, 401 insufficient_scope; basic: 403 DENIED), the very
+    # answer he gets for a repository that does not exist
+    if [ "$mode" = token ]; then
+        want='401 UNAUTHORIZED,error="insufficient_scope"'
+    else
+        want='403 DENIED'
+    fi
+    expect_out "$mode: bob's GET of private/app:v1" "$want" answer "$mode" "bob:$BOB_PW" private/app
+    expect_out "$mode: bob's GET of private/none:v1" "$want" answer "$mode" "bob:$BOB_PW" private/none
+    expect_out "$mode: alice's GET of private/app:v1" "200 null" answer "$mode" "alice:$ALICE_PW" private/app
+    run_fails sk inspect --tls-verify=false --creds "bob:$BOB_PW" "docker://$REG/private/app:v1"
+    denied "$mode: bob's skopeo inspect of private/app:v1" "$E2E_DIR/last.out"
     run_fails sk copy --quiet --dest-tls-verify=false --dest-creds "alice:wrong" \
         "oci:$SRC:v1" "docker://$REG/team/app:v2"
 
@@ -45,6 +89,8 @@ for mode in token basic; do
     # bob: pull yes, push no
     pm_login b bob "$BOB_PW"
     pm b pull --quiet --tls-verify=false "$REG/team/copy:$mode" >/dev/null
+    run_fails pm b pull --quiet --tls-verify=false "$REG/private/app:v1"
+    denied "$mode: bob's podman pull of private/app:v1" "$E2E_DIR/last.out"
     pm b tag "$REG/team/copy:$mode" "$REG/team/bob:$mode"
     if pm b push --quiet --tls-verify=false "$REG/team/bob:$mode" >"$E2E_DIR/bobpush" 2>&1; then
         fail "$mode: bob could push without a push grant"
