@@ -512,6 +512,93 @@ curl_push_manifest() {
         "$(http_header "$E2E_DIR/push-manifest.hdr" Docker-Content-Digest)" "$BLOB_DIGEST"
 }
 
+# curl_push_tree REPO REF LAYOUT DIGEST: pushes the manifest or index DIGEST of LAYOUT to REPO
+# under REF (a tag, or its digest), with everything it references first: blobs, then the
+# manifests of an index by digest.
+curl_push_tree() {
+    local repo=$1 ref=$2 layout=$3 d=$4 f mt child
+    f="$layout/blobs/sha256/${d#sha256:}"
+    mt=$(jq -r .mediaType "$f")
+    case $mt in
+    application/vnd.oci.image.index.v1+json)
+        for child in $(jq -r '.manifests[].digest' "$f"); do
+            curl_push_tree "$repo" "$child" "$layout" "$child"
+        done
+        ;;
+    application/vnd.oci.image.manifest.v1+json)
+        for child in $(jq -r '.config.digest, .layers[].digest' "$f"); do
+            curl_push_blob "$repo" "$layout/blobs/sha256/${child#sha256:}"
+        done
+        ;;
+    *) fail "curl_push_tree: $d has media type '$mt'" ;;
+    esac
+    curl_push_manifest "$repo" "$ref" "$f" "$mt"
+}
+
+# registry_holds REPO REF LAYOUT DIGEST: the registry serves REPO:REF as the manifest or index
+# DIGEST of LAYOUT, byte for byte, and every manifest and blob it references in REPO with the
+# very bytes of LAYOUT (each hashing to its digest).
+registry_holds() {
+    local repo=$1 ref=$2 layout=$3 d=$4 f got="$E2E_DIR/tmp/held" code child
+    f="$layout/blobs/sha256/${d#sha256:}"
+    [ -f "$f" ] || fail "registry_holds: $d is not a blob of $layout"
+    code=$(curl -s --max-time 30 -o "$got" -D "$got.hdr" -w '%{http_code}' \
+        -H 'Accept: application/vnd.oci.image.index.v1+json' \
+        -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        "http://$REG/v2/$repo/manifests/$ref") || fail "GET $repo/manifests/$ref"
+    [ "$code" = 200 ] || fail "GET $repo/manifests/$ref answered $code, want 200"
+    [ "$(http_header "$got.hdr" Docker-Content-Digest)" = "$d" ] ||
+        fail "$repo:$ref: Docker-Content-Digest '$(http_header "$got.hdr" Docker-Content-Digest)', want $d"
+    [ "$(digest_of "$got")" = "$d" ] && cmp -s "$got" "$f" ||
+        fail "$repo:$ref: the manifest served is not the generated $d"
+    for child in $(jq -r '.manifests[]?.digest' "$f"); do
+        registry_holds "$repo" "$child" "$layout" "$child"
+    done
+    for child in $(jq -r 'select(.config != null) | .config.digest, .layers[].digest' "$f"); do
+        curl -sf --max-time 30 -o "$got" "http://$REG/v2/$repo/blobs/$child" ||
+            fail "GET $repo/blobs/$child"
+        [ "$(digest_of "$got")" = "$child" ] && cmp -s "$got" "$layout/blobs/sha256/${child#sha256:}" ||
+            fail "$repo: blob $child served is not the generated one"
+    done
+    log "ok: $repo:$ref is the generated $d, with all it references"
+}
+
+# archive_holds ARCHIVE LAYOUT REF=DIGEST...: the archive (an ocireg export, .tar.zst) is an
+# OCI layout whose blobs are exactly those of LAYOUT (the generated ones: none missing, none
+# more, each byte-identical and hashing to its name) and whose index.json names exactly the
+# images REF (REPO:TAG) as DIGEST, each with the size and media type of that blob of LAYOUT.
+# Every check ends in fail, so that it also detects a damaged archive in a subshell.
+archive_holds() {
+    local archive=$1 layout=$2 dir="$E2E_DIR/tmp/archive-holds" want="" ref d f
+    shift 2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    zstd -q -d -c "$archive" >"$dir.tar" || fail "$archive: not zstd"
+    tar -xf "$dir.tar" -C "$dir" || fail "$archive: not a tar"
+    rm -f "$dir.tar"
+    jq -e '.imageLayoutVersion == "1.0.0"' "$dir/oci-layout" >/dev/null ||
+        fail "$archive: oci-layout is not version 1.0.0"
+    [ "$(find "$dir" -type f ! -path "$dir/blobs/sha256/*" | sed "s#^$dir/##" | sort | xargs)" = \
+        "index.json oci-layout" ] || fail "$archive: files besides oci-layout, index.json, blobs"
+    for f in "$dir"/blobs/sha256/*; do
+        [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$(basename "$f")" ] ||
+            fail "$archive: blob $(basename "$f") does not hash to its name"
+        cmp -s "$f" "$layout/blobs/sha256/$(basename "$f")" ||
+            fail "$archive: blob $(basename "$f") is not a generated one"
+    done
+    [ "$(layout_blobs "$dir" | xargs)" = "$(layout_blobs "$layout" | xargs)" ] ||
+        fail "$archive: blobs $(layout_blobs "$dir" | xargs), want $(layout_blobs "$layout" | xargs)"
+    for ref in "$@"; do
+        d=${ref#*=}
+        f="$layout/blobs/sha256/${d#sha256:}"
+        want+="${ref%%=*} $d $(size_of "$f") $(jq -r .mediaType "$f")"$'\n'
+    done
+    [ "$(jq -r '.manifests[] | "\(.annotations["org.opencontainers.image.ref.name"]) \(.digest) \(.size) \(.mediaType)"' \
+        "$dir/index.json" | sort)" = "$(printf '%s' "$want" | sort)" ] ||
+        fail "$archive: index.json names $(jq -c '[.manifests[] | {(.annotations["org.opencontainers.image.ref.name"]): .digest}]' "$dir/index.json"), want $*"
+    log "ok: $archive holds exactly the generated $(layout_blobs "$layout" | wc -l) blobs and $*"
+}
+
 # ---------------------------------------------------------------------------------------------
 # skopeo, isolated from the machine's configuration (own policy, registries.conf, auth file,
 # temp dir).
