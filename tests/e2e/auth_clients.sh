@@ -29,9 +29,10 @@ admin grant bob 'team/*' pull
 # for lack of permission; a "not found" would mean the check of access never ran (or ran after
 # a lookup), and an image that exists would look absent.
 denied() {
-    grep -Eqi 'denied|unauthorized|authentication required' "$2" &&
-        ! grep -Eqi 'not found|manifest unknown|name unknown|blob unknown|\b404\b' "$2" ||
+    if ! grep -Eqi 'denied|unauthorized|authentication required' "$2" ||
+        grep -Eqi 'not found|manifest unknown|name unknown|blob unknown|\b404\b' "$2"; then
         fail "$1: refused for another reason than permission: $(cat "$2")"
+    fi
     log "ok: $1: refused for lack of permission"
 }
 # answer MODE USER:PASSWORD REPO: "status error-code" of a manifest GET of REPO:v1 as USER
